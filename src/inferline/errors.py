@@ -1,0 +1,160 @@
+"""Every error a client can see, and the only place errors meet HTTP (status, OpenAI body, SSE form).
+
+    GatewayError                      500 server_error
+    ├── InvalidRequest                400 invalid_request_error
+    │   └── ContextLengthExceeded     400 invalid_request_error / context_length_exceeded
+    ├── Unauthorized                  401 authentication_error
+    ├── NotFound                      404 invalid_request_error (unknown route)
+    │   └── ModelNotFound             404 invalid_request_error / model_not_found
+    ├── MethodNotAllowed              405 invalid_request_error
+    ├── PayloadTooLarge               413 invalid_request_error
+    ├── RateLimited                   429 rate_limit_error (+ Retry-After)
+    ├── UpstreamError                 502 upstream_error (an engine answered badly; names the backend)
+    ├── BackendUnavailable            503 service_unavailable (+ Retry-After; no backend could take it)
+    │   └── ShuttingDown              503 (the gateway is draining)
+    ├── UpstreamTimeout               504 timeout (names the backend)
+    └── StreamInterrupted             -   only mid-stream: the engine failed after the first token
+
+Before the first byte an error is a response; after it, `sse_error` ends the stream in-band.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar
+
+import orjson
+
+__all__ = [
+    "BackendUnavailable",
+    "ContextLengthExceeded",
+    "GatewayError",
+    "InvalidRequest",
+    "MethodNotAllowed",
+    "ModelNotFound",
+    "NotFound",
+    "Outcome",
+    "PayloadTooLarge",
+    "RateLimited",
+    "ShuttingDown",
+    "StreamInterrupted",
+    "Unauthorized",
+    "UpstreamError",
+    "UpstreamTimeout",
+    "error_body",
+    "sse_error",
+]
+
+
+class Outcome(StrEnum):
+    """How a request ended: one closed vocabulary for the metric label, the log field and headers."""
+
+    OK = "ok"
+    INVALID = "invalid_request"
+    UNAUTHORIZED = "unauthorized"
+    NOT_FOUND = "not_found"
+    RATE_LIMITED = "rate_limited"
+    NO_BACKEND = "no_backend"
+    UPSTREAM_ERROR = "upstream_error"
+    UPSTREAM_TIMEOUT = "upstream_timeout"
+    STREAM_INTERRUPTED = "stream_interrupted"
+    CLIENT_CANCELLED = "client_cancelled"
+    CLIENT_STALLED = "client_stalled"
+    SHUTDOWN = "shutdown"
+    INTERNAL = "internal_error"
+
+
+class GatewayError(Exception):
+    """Base of every client-visible error. Subclasses set status and type; nothing else maps errors."""
+
+    status: ClassVar[int] = 500
+    error_type: ClassVar[str] = "server_error"
+    default_code: ClassVar[str | None] = None
+    outcome: ClassVar[Outcome] = Outcome.INTERNAL
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after_s: float | None = None,
+        backend: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.default_code
+        self.retry_after_s = retry_after_s
+        self.backend = backend
+
+
+class InvalidRequest(GatewayError):
+    status, error_type, outcome = 400, "invalid_request_error", Outcome.INVALID
+
+
+class ContextLengthExceeded(InvalidRequest):
+    default_code = "context_length_exceeded"
+
+
+class Unauthorized(GatewayError):
+    status, error_type, default_code, outcome = 401, "authentication_error", "invalid_api_key", Outcome.UNAUTHORIZED
+
+
+class NotFound(GatewayError):
+    status, error_type, default_code, outcome = 404, "invalid_request_error", "not_found", Outcome.NOT_FOUND
+
+
+class ModelNotFound(NotFound):
+    default_code = "model_not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    status, error_type, default_code, outcome = 405, "invalid_request_error", "method_not_allowed", Outcome.INVALID
+
+
+class PayloadTooLarge(GatewayError):
+    status, error_type, default_code, outcome = 413, "invalid_request_error", "payload_too_large", Outcome.INVALID
+
+
+class RateLimited(GatewayError):
+    status, error_type, default_code, outcome = 429, "rate_limit_error", "rate_limited", Outcome.RATE_LIMITED
+
+
+class UpstreamError(GatewayError):
+    status, error_type, default_code, outcome = 502, "upstream_error", "bad_gateway", Outcome.UPSTREAM_ERROR
+
+
+class BackendUnavailable(GatewayError):
+    status, error_type, default_code, outcome = 503, "service_unavailable", "no_backend", Outcome.NO_BACKEND
+
+
+class ShuttingDown(BackendUnavailable):
+    default_code, outcome = "shutting_down", Outcome.SHUTDOWN
+
+
+class UpstreamTimeout(GatewayError):
+    status, error_type, default_code, outcome = 504, "timeout", "upstream_timeout", Outcome.UPSTREAM_TIMEOUT
+
+
+class StreamInterrupted(GatewayError):
+    """The engine failed after tokens were sent: only ever delivered as an SSE error event."""
+
+    status, error_type, default_code, outcome = 502, "upstream_error", "stream_interrupted", Outcome.STREAM_INTERRUPTED
+
+
+def error_body(exc: GatewayError) -> bytes:
+    err = {"message": exc.message, "type": exc.error_type, "param": exc.param, "code": exc.code}
+    return orjson.dumps({"error": err})
+
+
+def sse_error(exc: GatewayError) -> bytes:
+    """The in-band form once headers are out: an error event, then [DONE] is deliberately NOT sent."""
+    return b"data: " + error_body(exc) + b"\n\n"
+
+
+def error_headers(exc: GatewayError) -> list[tuple[bytes, bytes]]:
+    headers = [(b"content-type", b"application/json"), (b"x-inferline-outcome", exc.outcome.value.encode())]
+    if exc.retry_after_s is not None:
+        headers.append((b"retry-after", str(max(1, round(exc.retry_after_s))).encode()))
+    return headers
