@@ -1,0 +1,59 @@
+"""The Backend contract: what the gateway needs from any engine (stream, health, load, name)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from inferline.config import BackendKind
+
+
+@dataclass(slots=True, frozen=True)
+class EngineLoad:
+    """One reading of an engine's load, as the engine reports it."""
+
+    running: int
+    waiting: int
+    kv_cache_usage_ratio: float | None  # 0-1; None when the engine has no such gauge
+    observed_at: float  # time.monotonic() of the reading
+
+
+class UpstreamResponse(Protocol):
+    """An engine's answer whose headers have arrived; the body is read lazily (backpressure)."""
+
+    status: int
+
+    def lines(self) -> AsyncIterator[bytes]: ...
+
+    async def read(self, limit_bytes: int) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class Backend(Protocol):
+    name: str
+    kind: BackendKind
+    upstream_model: str
+    max_num_seqs: int
+    kv_admit_ratio: float
+    # Context length (prompt + output) when known: from config, the engine's card or its slots.
+    context_tokens: int | None
+    # Request fields this engine cannot act on (the gateway answers 400 for them).
+    unsupported_fields: frozenset[str]
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def health(self) -> bool: ...
+
+    async def load(self) -> EngineLoad | None: ...
+
+    async def post(self, path: str, body: bytes) -> UpstreamResponse:
+        """POST to the engine; returns once response headers arrive. Raises BackendConnectError / TimeoutError."""
+        ...
+
+
+class BackendConnectError(Exception):
+    """The engine could not be reached (refused, reset, DNS): safe to retry elsewhere."""

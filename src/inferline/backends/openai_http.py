@@ -1,0 +1,216 @@
+"""OpenAI-compatible HTTP engines (vLLM, llama.cpp server, SGLang, remote providers) over aiohttp.
+
+aiohttp's exceptions are translated here, at the boundary: the gateway only ever sees
+BackendConnectError, TimeoutError, or an UpstreamResponse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import orjson
+
+from inferline.backends.base import BackendConnectError, EngineLoad
+from inferline.backends.prom_text import sum_by_name
+from inferline.config import BackendConfig, BackendKind, RoutingConfig
+
+# Engine gauges by kind: (kv-cache use 0-1, running, waiting). vLLM renamed its KV gauge in 0.9.2.
+_VLLM_KV = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
+_VLLM = frozenset({*_VLLM_KV, "vllm:num_requests_running", "vllm:num_requests_waiting"})
+_SGLANG = frozenset({"sglang:token_usage", "sglang:num_running_reqs", "sglang:num_queue_reqs"})
+_LLAMACPP = frozenset({"llamacpp:requests_processing", "llamacpp:requests_deferred"})
+
+# Fields no engine of these kinds accepts from us as-is; vLLM extras pass through to vLLM only.
+_NOT_FOR_REMOTE = frozenset({"priority"})
+
+
+class AiohttpUpstreamResponse:
+    """Wraps an aiohttp response; reading is pull-based, so a slow client slows the engine read."""
+
+    __slots__ = ("_resp", "status")
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self._resp = resp
+        self.status = resp.status
+
+    async def lines(self) -> AsyncIterator[bytes]:
+        content = self._resp.content
+        try:
+            while True:
+                line = await content.readline()
+                if not line:
+                    return
+                yield line
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+            raise BackendConnectError(str(exc) or type(exc).__name__) from exc
+
+    async def read(self, limit_bytes: int) -> bytes:
+        try:
+            body = await self._resp.content.read(limit_bytes + 1)
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+            raise BackendConnectError(str(exc) or type(exc).__name__) from exc
+        if len(body) > limit_bytes:
+            raise BackendConnectError(f"engine response larger than {limit_bytes} bytes")
+        return body
+
+    def close(self) -> None:
+        # close(), not release(): dropping the connection is what makes the engine abort the request.
+        self._resp.close()
+
+
+class OpenAIHTTPBackend:
+    """Any OpenAI-compatible engine reachable over HTTP."""
+
+    unsupported_fields: frozenset[str] = frozenset()
+
+    def __init__(self, cfg: BackendConfig, model_name: str, routing: RoutingConfig) -> None:
+        self.name = cfg.name
+        self.kind = cfg.kind
+        self.upstream_model = cfg.upstream_model or model_name
+        self.max_num_seqs = cfg.max_num_seqs
+        self.kv_admit_ratio = cfg.kv_admit_ratio
+        self.context_tokens: int | None = None
+        self._base = (cfg.url or "").rstrip("/")
+        self._routing = routing
+        self._api_key = cfg.resolved_api_key()
+        self._session: aiohttp.ClientSession | None = None
+        self._headers = {"content-type": "application/json"}
+        if self._api_key:
+            self._headers["authorization"] = f"Bearer {self._api_key}"
+        if self.kind is BackendKind.OPENAI:
+            self.unsupported_fields = _NOT_FOR_REMOTE
+
+    def set_base_url(self, url: str) -> None:
+        self._base = url.rstrip("/")
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    connect=self._routing.connect_timeout_s,
+                    sock_read=self._routing.first_token_timeout_s,
+                ),
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
+
+    async def start(self) -> None:
+        self._client()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def post(self, path: str, body: bytes) -> AiohttpUpstreamResponse:
+        try:
+            resp = await self._client().post(self._base + path, data=body, headers=self._headers)
+        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+            raise TimeoutError(f"no response within {self._routing.first_token_timeout_s}s") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise BackendConnectError(str(exc) or type(exc).__name__) from exc
+        return AiohttpUpstreamResponse(resp)
+
+    async def _get(self, path: str, timeout_s: float) -> tuple[int, bytes]:
+        try:
+            async with self._client().get(
+                self._base + path,
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
+            ) as resp:
+                return resp.status, await resp.read()
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+            return 0, b""
+
+    async def health(self) -> bool:
+        # Remote providers have no /health; listing models is their cheapest authenticated probe.
+        path = "/v1/models" if self.kind is BackendKind.OPENAI else "/health"
+        status, _ = await self._get(path, timeout_s=min(5.0, self._routing.health_interval_s * 2))
+        if status == 200 and self.context_tokens is None and self.kind is not BackendKind.OPENAI:
+            await self._discover_context()
+        return status == 200
+
+    async def _discover_context(self) -> None:
+        status, body = await self._get("/v1/models", timeout_s=5.0)
+        if status != 200:
+            return
+        try:
+            cards = orjson.loads(body).get("data", [])
+        except (orjson.JSONDecodeError, AttributeError):
+            return
+        for card in cards:
+            if isinstance(card, dict) and isinstance(card.get("max_model_len"), int):
+                self.context_tokens = card["max_model_len"]
+                return
+
+    async def load(self) -> EngineLoad | None:
+        if self.kind is BackendKind.OPENAI:
+            return None  # a provider's load is not ours to see: always "unknown"
+        if self.kind is BackendKind.LLAMACPP:
+            return await self._llamacpp_load()
+        wanted = _SGLANG if self.kind is BackendKind.SGLANG else _VLLM
+        status, body = await self._get("/metrics", timeout_s=2.0)
+        if status != 200:
+            return None
+        values = sum_by_name(body.decode("utf-8", "replace"), wanted)
+        now = time.monotonic()
+        if self.kind is BackendKind.SGLANG:
+            if "sglang:num_running_reqs" not in values:
+                return None
+            return EngineLoad(
+                running=int(values["sglang:num_running_reqs"]),
+                waiting=int(values.get("sglang:num_queue_reqs", 0)),
+                kv_cache_usage_ratio=values.get("sglang:token_usage"),
+                observed_at=now,
+            )
+        if "vllm:num_requests_running" not in values:
+            return None
+        kv = next((values[k] for k in _VLLM_KV if k in values), None)
+        return EngineLoad(
+            running=int(values["vllm:num_requests_running"]),
+            waiting=int(values.get("vllm:num_requests_waiting", 0)),
+            kv_cache_usage_ratio=kv,
+            observed_at=now,
+        )
+
+    async def _llamacpp_load(self) -> EngineLoad | None:
+        """llama.cpp has no KV gauge: derive it from slot occupancy (/slots), waiting from /metrics."""
+        status, body = await self._get("/slots", timeout_s=2.0)
+        if status != 200:
+            return None
+        try:
+            slots = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(slots, list) or not slots:
+            return None
+        running = 0
+        used = 0
+        total = 0
+        for slot in slots:
+            n_ctx = int(slot.get("n_ctx", 0))
+            total += n_ctx
+            if slot.get("is_processing"):
+                running += 1
+                decoded = sum(int(t.get("n_decoded", 0)) for t in slot.get("next_token", []) or [])
+                used += min(n_ctx, int(slot.get("n_prompt_tokens", 0)) + decoded)
+        self.max_num_seqs = min(self.max_num_seqs, len(slots))
+        if self.context_tokens is None and slots:
+            self.context_tokens = int(slots[0].get("n_ctx", 0)) or None
+        waiting = 0
+        m_status, m_body = await self._get("/metrics", timeout_s=2.0)
+        if m_status == 200:
+            waiting = int(sum_by_name(m_body.decode("utf-8", "replace"), _LLAMACPP).get("llamacpp:requests_deferred", 0))
+        return EngineLoad(
+            running=running,
+            waiting=waiting,
+            kv_cache_usage_ratio=(used / total) if total else None,
+            observed_at=time.monotonic(),
+        )
