@@ -36,7 +36,9 @@ ConfigOpt = Annotated[
 def serve(
     config: ConfigOpt = None,
     host: Annotated[str | None, typer.Option(help="Interface to bind (overrides server.host).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to bind (overrides server.port; default 8080).")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to bind (overrides server.port; default 8080).")
+    ] = None,
     parallel: Annotated[
         int | None, typer.Option(help="Embedded engine: parallel slots (default 8).", min=1, max=64)
     ] = None,

@@ -83,7 +83,10 @@ class EmbeddedEngineConfig(_Section):
         0, ge=0, le=256, description="CPU threads for decoding and prompt processing; 0 = all cores."
     )
     port: int = Field(
-        0, ge=0, le=65535, description="Loopback port the engine binds inside the process; 0 = pick a free one."
+        0,
+        ge=0,
+        le=65535,
+        description="Loopback port the engine binds inside the process; 0 = pick a free one.",
     )
 
 

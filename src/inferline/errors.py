@@ -98,7 +98,12 @@ class ContextLengthExceeded(InvalidRequest):
 
 
 class Unauthorized(GatewayError):
-    status, error_type, default_code, outcome = 401, "authentication_error", "invalid_api_key", Outcome.UNAUTHORIZED
+    status, error_type, default_code, outcome = (
+        401,
+        "authentication_error",
+        "invalid_api_key",
+        Outcome.UNAUTHORIZED,
+    )
 
 
 class NotFound(GatewayError):
@@ -110,11 +115,21 @@ class ModelNotFound(NotFound):
 
 
 class MethodNotAllowed(GatewayError):
-    status, error_type, default_code, outcome = 405, "invalid_request_error", "method_not_allowed", Outcome.INVALID
+    status, error_type, default_code, outcome = (
+        405,
+        "invalid_request_error",
+        "method_not_allowed",
+        Outcome.INVALID,
+    )
 
 
 class PayloadTooLarge(GatewayError):
-    status, error_type, default_code, outcome = 413, "invalid_request_error", "payload_too_large", Outcome.INVALID
+    status, error_type, default_code, outcome = (
+        413,
+        "invalid_request_error",
+        "payload_too_large",
+        Outcome.INVALID,
+    )
 
 
 class RateLimited(GatewayError):
@@ -140,7 +155,12 @@ class UpstreamTimeout(GatewayError):
 class StreamInterrupted(GatewayError):
     """The engine failed after tokens were sent: only ever delivered as an SSE error event."""
 
-    status, error_type, default_code, outcome = 502, "upstream_error", "stream_interrupted", Outcome.STREAM_INTERRUPTED
+    status, error_type, default_code, outcome = (
+        502,
+        "upstream_error",
+        "stream_interrupted",
+        Outcome.STREAM_INTERRUPTED,
+    )
 
 
 def error_body(exc: GatewayError) -> bytes:

@@ -102,7 +102,11 @@ class LlamaCppEmbeddedBackend(OpenAIHTTPBackend):
     unsupported_fields = EMBEDDED_UNSUPPORTED
 
     def __init__(self, cfg: BackendConfig, model_name: str, routing: RoutingConfig) -> None:
-        super().__init__(cfg.model_copy(update={"kind": BackendKind.LLAMACPP, "url": "http://127.0.0.1:0"}), model_name, routing)
+        super().__init__(
+            cfg.model_copy(update={"kind": BackendKind.LLAMACPP, "url": "http://127.0.0.1:0"}),
+            model_name,
+            routing,
+        )
         self.kind = BackendKind.EMBEDDED
         self._engine_cfg = cfg.embedded
         self.context_tokens = cfg.embedded.ctx_per_slot
@@ -145,8 +149,11 @@ def run_standalone_engine(cfg: EmbeddedEngineConfig, host: str, alias: str) -> N
     if not cfg.port:
         cfg = cfg.model_copy(update={"port": 8090})
     server, port = start_llamacpp_server(cfg, alias, host)
-    print(f"inferline engine: llama.cpp serving {alias!r} on http://{host}:{port}/v1 "
-          f"({cfg.parallel} slots x {cfg.ctx_per_slot} ctx)", flush=True)
+    print(
+        f"inferline engine: llama.cpp serving {alias!r} on http://{host}:{port}/v1 "
+        f"({cfg.parallel} slots x {cfg.ctx_per_slot} ctx)",
+        flush=True,
+    )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -6,7 +6,6 @@ BackendConnectError, TimeoutError, or an UpstreamResponse.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -112,7 +111,7 @@ class OpenAIHTTPBackend:
     async def post(self, path: str, body: bytes) -> AiohttpUpstreamResponse:
         try:
             resp = await self._client().post(self._base + path, data=body, headers=self._headers)
-        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise TimeoutError(f"no response within {self._routing.first_token_timeout_s}s") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise BackendConnectError(str(exc) or type(exc).__name__) from exc
@@ -126,7 +125,7 @@ class OpenAIHTTPBackend:
                 timeout=aiohttp.ClientTimeout(total=timeout_s),
             ) as resp:
                 return resp.status, await resp.read()
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError, OSError):
             return 0, b""
 
     async def health(self) -> bool:
@@ -207,7 +206,9 @@ class OpenAIHTTPBackend:
         waiting = 0
         m_status, m_body = await self._get("/metrics", timeout_s=2.0)
         if m_status == 200:
-            waiting = int(sum_by_name(m_body.decode("utf-8", "replace"), _LLAMACPP).get("llamacpp:requests_deferred", 0))
+            waiting = int(
+                sum_by_name(m_body.decode("utf-8", "replace"), _LLAMACPP).get("llamacpp:requests_deferred", 0)
+            )
         return EngineLoad(
             running=running,
             waiting=waiting,

@@ -1,0 +1,200 @@
+"""The backends of every model: health checks, load polling, passive ejection, and their live state."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+from inferline.backends.base import Backend, EngineLoad
+from inferline.config import BackendConfig, BackendKind, InferlineConfig, RoutingConfig
+from inferline.metrics import GatewayMetrics
+
+log = logging.getLogger("inferline.pool")
+
+
+@dataclass(slots=True)
+class BackendState:
+    """What the gateway knows about one backend. Changed only on the event loop, never across an await."""
+
+    backend: Backend
+    model: str
+    healthy: bool = False
+    consecutive_failures: int = 0
+    ejected_until: float = 0.0
+    load: EngineLoad | None = None
+    in_flight: int = 0
+    last_error: str = ""
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    def ready(self, now: float) -> bool:
+        return self.healthy and now >= self.ejected_until
+
+    def fresh_load(self, now: float, max_age_s: float) -> EngineLoad | None:
+        load = self.load
+        if load is None or now - load.observed_at > max_age_s:
+            return None
+        return load
+
+    def score(self, now: float, max_age_s: float) -> float:
+        """Lower is better. KV use and queue from the engine; unknown load never looks idle.
+
+        The local in-flight count is a floor: between two polls the engine cannot have fewer
+        requests than we sent it, so a burst cannot all land on the engine that looked idle.
+        """
+        seqs = max(1, self.backend.max_num_seqs)
+        local = self.in_flight / seqs
+        load = self.fresh_load(now, max_age_s)
+        if load is None:
+            return 1.0 + local  # unknown: as busy as a full engine, plus what we know we sent
+        queue = (load.running + 2 * load.waiting) / seqs
+        kv = load.kv_cache_usage_ratio or 0.0
+        return max(kv + queue, local)
+
+    def record_success(self) -> None:
+        self.consecutive_failures = 0
+
+    def record_failure(self, error: str, routing: RoutingConfig, metrics: GatewayMetrics) -> None:
+        self.consecutive_failures += 1
+        self.last_error = error
+        if (
+            self.consecutive_failures >= routing.eject_after_failures
+            and time.monotonic() >= self.ejected_until
+        ):
+            self.ejected_until = time.monotonic() + routing.eject_cooldown_s
+            metrics.ejections.labels(self.name).inc()
+            metrics.backend_healthy.labels(self.name).set(0)
+            log.warning(
+                "backend %s ejected for %.0fs after %d consecutive failures (last: %s)",
+                self.name,
+                routing.eject_cooldown_s,
+                self.consecutive_failures,
+                error,
+            )
+
+
+def build_backend(cfg: BackendConfig, model: str, routing: RoutingConfig) -> Backend:
+    if cfg.kind is BackendKind.EMBEDDED:
+        from inferline.backends.llamacpp import LlamaCppEmbeddedBackend
+
+        return LlamaCppEmbeddedBackend(cfg, model, routing)
+    from inferline.backends.openai_http import OpenAIHTTPBackend
+
+    return OpenAIHTTPBackend(cfg, model, routing)
+
+
+class BackendPool:
+    """Owns every backend's state and the background loops that keep it current."""
+
+    def __init__(self, config: InferlineConfig, metrics: GatewayMetrics) -> None:
+        self._routing = config.routing
+        self._metrics = metrics
+        self.by_model: dict[str, list[BackendState]] = {}
+        for m in config.models:
+            self.by_model[m.name] = [
+                BackendState(backend=build_backend(b, m.name, config.routing), model=m.name)
+                for b in m.backends
+            ]
+        self.states = [s for states in self.by_model.values() for s in states]
+
+    async def start(self) -> None:
+        await asyncio.gather(*(s.backend.start() for s in self.states))
+        # First health and load readings before we report ready, so /ready is meaningful at once.
+        await asyncio.gather(*(self._check_health(s) for s in self.states))
+        await asyncio.gather(*(self._poll_load(s) for s in self.states))
+        for s in self.states:
+            s._tasks = [
+                asyncio.create_task(self._health_loop(s), name=f"health:{s.name}"),
+                asyncio.create_task(self._load_loop(s), name=f"load:{s.name}"),
+            ]
+
+    async def close(self) -> None:
+        for s in self.states:
+            for t in s._tasks:
+                t.cancel()
+        for s in self.states:
+            for t in s._tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+        await asyncio.gather(*(s.backend.close() for s in self.states), return_exceptions=True)
+
+    def ready_models(self) -> dict[str, bool]:
+        now = time.monotonic()
+        return {m: any(s.ready(now) for s in states) for m, states in self.by_model.items()}
+
+    async def _health_loop(self, s: BackendState) -> None:
+        while True:
+            await asyncio.sleep(self._routing.health_interval_s)
+            await self._check_health(s)
+
+    async def _check_health(self, s: BackendState) -> None:
+        try:
+            ok = await s.backend.health()
+        except Exception as exc:  # a health probe must never kill its loop
+            log.warning("health check of %s raised %r", s.name, exc)
+            ok = False
+        if ok != s.healthy:
+            log.info("backend %s is now %s", s.name, "healthy" if ok else "unhealthy")
+        s.healthy = ok
+        if not ok:
+            s.load = None  # a dead engine's last load must not linger as if current
+        self._metrics.backend_healthy.labels(s.name).set(1 if s.ready(time.monotonic()) else 0)
+
+    async def _load_loop(self, s: BackendState) -> None:
+        while True:
+            await asyncio.sleep(self._routing.load_interval_s)
+            await self._poll_load(s)
+
+    async def _poll_load(self, s: BackendState) -> None:
+        if s.healthy:
+            try:
+                load = await s.backend.load()
+            except Exception as exc:
+                log.debug("load poll of %s raised %r", s.name, exc)
+                load = None
+            if load is not None:
+                s.load = load
+        now = time.monotonic()
+        fresh = s.fresh_load(now, self._routing.metrics_max_age_s)
+        m = self._metrics
+        m.backend_kv.labels(s.name).set(
+            fresh.kv_cache_usage_ratio if fresh and fresh.kv_cache_usage_ratio is not None else math.nan
+        )
+        m.backend_running.labels(s.name).set(fresh.running if fresh else math.nan)
+        m.backend_waiting.labels(s.name).set(fresh.waiting if fresh else math.nan)
+        m.backend_in_flight.labels(s.name).set(s.in_flight)
+        m.backend_load_age.labels(s.name).set(now - s.load.observed_at if s.load else math.nan)
+        m.backend_healthy.labels(s.name).set(1 if s.ready(now) else 0)
+
+    def snapshot(self) -> list[dict[str, object]]:
+        now = time.monotonic()
+        out: list[dict[str, object]] = []
+        for s in self.states:
+            fresh = s.fresh_load(now, self._routing.metrics_max_age_s)
+            out.append(
+                {
+                    "name": s.name,
+                    "model": s.model,
+                    "kind": s.backend.kind.value,
+                    "healthy": s.healthy,
+                    "ready": s.ready(now),
+                    "ejected_for_s": round(max(0.0, s.ejected_until - now), 2),
+                    "consecutive_failures": s.consecutive_failures,
+                    "running": fresh.running if fresh else None,
+                    "waiting": fresh.waiting if fresh else None,
+                    "kv_cache_usage_ratio": fresh.kv_cache_usage_ratio if fresh else None,
+                    "load_age_s": round(now - s.load.observed_at, 3) if s.load else None,
+                    "in_flight": s.in_flight,
+                    "max_num_seqs": s.backend.max_num_seqs,
+                    "context_tokens": s.backend.context_tokens,
+                    "last_error": s.last_error or None,
+                }
+            )
+        return out

@@ -1,0 +1,348 @@
+"""The gateway's ASGI app: routes, lifespan (backends up/down), draining, disconnect and stall watch."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from inferline.backends.pool import BackendPool
+from inferline.config import InferlineConfig
+from inferline.errors import (
+    GatewayError,
+    MethodNotAllowed,
+    NotFound,
+    Outcome,
+    PayloadTooLarge,
+    ShuttingDown,
+    StreamInterrupted,
+    error_body,
+    error_headers,
+)
+from inferline.metrics import GatewayMetrics, ModelMetrics
+from inferline.types import ASGIApp, Receive, Scope, Send
+
+from .account import account
+from .context import RequestContext
+from .parse import parse_request
+from .relay import Relay, end_stream_with_error
+from .route import Router
+
+log = logging.getLogger("inferline.gateway")
+
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+@dataclass(slots=True, frozen=True)
+class _Route:
+    methods: frozenset[str]
+    handler: Handler
+
+
+class _ClientGone(Exception):
+    """The client disconnected while we were still reading its request."""
+
+
+class Gateway:
+    """One gateway: config in, ASGI callable out. Everything is built once, in __init__ and lifespan."""
+
+    def __init__(self, config: InferlineConfig) -> None:
+        self.config = config
+        self.metrics = GatewayMetrics()
+        self.pool = BackendPool(config, self.metrics)
+        self.router = Router(config, self.pool)
+        self.relay = Relay(config.routing, self.metrics, {m.name: m.context_tokens for m in config.models})
+        self._model_metrics: dict[str, ModelMetrics] = {
+            m.name: self.metrics.for_model(m.name) for m in config.models
+        }
+        self._active: dict[RequestContext, asyncio.Task[None]] = {}
+        self._draining = False
+        self._background: list[asyncio.Task[None]] = []
+        self._ids = itertools.count(1)
+        self._id_prefix = f"{os.getpid():x}-{int(time.time()) & 0xFFFFFF:x}"
+        self._routes: dict[str, _Route] = {
+            "/v1/chat/completions": _Route(frozenset({"POST"}), self._chat),
+            "/v1/completions": _Route(frozenset({"POST"}), self._completions),
+            "/v1/models": _Route(frozenset({"GET"}), self._models),
+            "/health": _Route(frozenset({"GET"}), self._health),
+            "/ready": _Route(frozenset({"GET"}), self._ready),
+            "/metrics": _Route(frozenset({"GET"}), self._metrics),
+            "/backends": _Route(frozenset({"GET"}), self._backends),
+        }
+
+    # -- ASGI entry ---------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            route = self._routes.get(scope["path"].rstrip("/") or "/")
+            try:
+                if route is None:
+                    raise NotFound(f"no route {scope['method']} {scope['path']}; the API lives under /v1")
+                if scope["method"] not in route.methods:
+                    raise MethodNotAllowed(
+                        f"{scope['method']} is not allowed on {scope['path']}; use {', '.join(sorted(route.methods))}"
+                    )
+            except GatewayError as exc:
+                await _send_error(
+                    send, exc, extra=[(b"allow", ", ".join(sorted(route.methods)).encode())] if route else []
+                )
+                return
+            await route.handler(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        await self.pool.start()
+        self._background.append(asyncio.create_task(self._stall_watch(), name="stall-watch"))
+        for model, ok in self.pool.ready_models().items():
+            if not ok:
+                log.warning("model %s has no ready backend yet", model)
+
+    async def shutdown(self) -> None:
+        for t in self._background:
+            t.cancel()
+        for t in self._background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        await self.pool.close()
+
+    # -- draining (SIGTERM) ---------------------------------------------------------------------
+    def begin_drain(self) -> None:
+        """Stop taking requests; in-flight ones get shutdown_grace_s, then end with an error event."""
+        if self._draining:
+            return
+        self._draining = True
+        grace = self.config.server.shutdown_grace_s
+        log.info("draining: %d request(s) in flight, %.0fs grace", len(self._active), grace)
+        loop = asyncio.get_running_loop()
+        loop.call_later(grace, self._cancel_all, Outcome.SHUTDOWN)
+
+    def _cancel_all(self, reason: Outcome) -> None:
+        if self._active:
+            log.warning("grace period over: cancelling %d request(s)", len(self._active))
+        for ctx, task in list(self._active.items()):
+            ctx.cancel_reason = reason
+            task.cancel()
+
+    async def _stall_watch(self) -> None:
+        limit_ns = int(self.config.server.client_stall_timeout_s * 1e9)
+        period = min(1.0, self.config.server.client_stall_timeout_s / 4)
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic_ns()
+            for ctx, task in list(self._active.items()):
+                if ctx.sending_since_ns and now - ctx.sending_since_ns > limit_ns:
+                    ctx.cancel_reason = Outcome.CLIENT_STALLED
+                    task.cancel()
+
+    # -- inference ------------------------------------------------------------------------------
+    async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._infer(scope, receive, send, "chat")
+
+    async def _completions(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._infer(scope, receive, send, "completions")
+
+    async def _infer(self, scope: Scope, receive: Receive, send: Send, kind: str) -> None:
+        ctx = RequestContext(request_id=f"req-{self._id_prefix}-{next(self._ids)}")
+        task = asyncio.current_task()
+        assert task is not None
+        watcher: asyncio.Task[None] | None = None
+        in_flight = None
+        try:
+            if self._draining:
+                raise ShuttingDown("the gateway is shutting down; retry on another replica", retry_after_s=1)
+            raw = await _read_body(scope, receive, self.config.server.max_body_bytes)
+            ctx.parsed = parsed = parse_request(raw, kind)
+            targets = self.router.candidates(parsed.model)
+            self._active[ctx] = task
+            watcher = asyncio.create_task(_watch_disconnect(receive, ctx, task))
+            in_flight = self._model_metrics[parsed.model].in_flight
+            in_flight.inc()
+            await self.relay.serve(ctx, parsed, targets, send, self._model_metrics)
+        except GatewayError as exc:
+            ctx.error, ctx.outcome = exc, exc.outcome
+            if isinstance(exc, StreamInterrupted):
+                pass
+            if ctx.response_started:
+                with contextlib.suppress(Exception):
+                    await end_stream_with_error(ctx, send, exc)
+            else:
+                ctx.status = exc.status
+                await _send_error(send, exc, request_id=ctx.request_id)
+        except _ClientGone:
+            ctx.outcome = Outcome.CLIENT_CANCELLED
+            ctx.status = 499
+        except asyncio.CancelledError:
+            reason = ctx.cancel_reason
+            if reason is None:
+                raise  # the server itself is cancelling us: let it
+            task.uncancel()
+            ctx.outcome = reason
+            if reason is Outcome.SHUTDOWN:
+                exc2 = ShuttingDown(
+                    f"the gateway shut down after a {self.config.server.shutdown_grace_s:.0f}s grace period; "
+                    "the answer is incomplete",
+                    retry_after_s=1,
+                )
+                ctx.error = exc2
+                with contextlib.suppress(Exception):
+                    if ctx.response_started:
+                        await end_stream_with_error(ctx, send, exc2)
+                    else:
+                        ctx.status = exc2.status
+                        await _send_error(send, exc2, request_id=ctx.request_id)
+                ctx.outcome = Outcome.SHUTDOWN
+            elif not ctx.status:
+                ctx.status = 499  # nginx's "client closed request": the client left before an answer
+        except Exception:  # last resort: a bug of ours is a 500 with a request id, logged once
+            log.exception("internal error in %s", ctx.request_id)
+            ctx.outcome = Outcome.INTERNAL
+            err = GatewayError(f"internal error (request id {ctx.request_id})")
+            ctx.error = err
+            if not ctx.response_started:
+                ctx.status = 500
+                with contextlib.suppress(Exception):
+                    await _send_error(send, err, request_id=ctx.request_id)
+            else:
+                with contextlib.suppress(Exception):
+                    await end_stream_with_error(ctx, send, StreamInterrupted(err.message))
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            self._active.pop(ctx, None)
+            if in_flight is not None:
+                in_flight.dec()
+            account(ctx, self.metrics)
+
+    # -- operational endpoints ------------------------------------------------------------------
+    async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        created = int(time.time())
+        cards = []
+        for m in self.config.models:
+            ctx_len = m.context_tokens or next(
+                (s.backend.context_tokens for s in self.pool.by_model[m.name] if s.backend.context_tokens),
+                None,
+            )
+            card: dict[str, object] = {
+                "id": m.name,
+                "object": "model",
+                "created": created,
+                "owned_by": "inferline",
+            }
+            if ctx_len:
+                card["max_model_len"] = ctx_len
+            cards.append(card)
+        await _send_json(send, 200, {"object": "list", "data": cards})
+
+    async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _send_json(send, 200, {"status": "ok"})
+
+    async def _ready(self, scope: Scope, receive: Receive, send: Send) -> None:
+        models = self.pool.ready_models()
+        ok = all(models.values()) and not self._draining
+        status = "draining" if self._draining else ("ready" if ok else "not_ready")
+        await _send_json(send, 200 if ok else 503, {"status": status, "models": models})
+
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = generate_latest(self.metrics.registry)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", CONTENT_TYPE_LATEST.encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def _backends(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _send_json(send, 200, {"backends": self.pool.snapshot()})
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise PayloadTooLarge(f"request body is {int(value)} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone()
+        body = message.get("body", b"")
+        size += len(body)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(body)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _watch_disconnect(receive: Receive, ctx: RequestContext, task: asyncio.Task[None]) -> None:
+    """Cancel the request's task the moment its client goes away (which closes the engine's stream)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            if not ctx.response_complete and ctx.cancel_reason is None:
+                ctx.cancel_reason = Outcome.CLIENT_CANCELLED
+                task.cancel()
+            return
+
+
+async def _send_json(send: Send, status: int, obj: object) -> None:
+    await send(
+        {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]}
+    )
+    await send({"type": "http.response.body", "body": orjson.dumps(obj)})
+
+
+async def _send_error(
+    send: Send,
+    exc: GatewayError,
+    request_id: str | None = None,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = error_headers(exc) + (extra or [])
+    if request_id:
+        headers.append((b"x-request-id", request_id.encode()))
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": error_body(exc)})
+
+
+def build_app(config: InferlineConfig) -> tuple[Gateway, ASGIApp]:
+    """The gateway and the ASGI callable to serve (CORS wrapped around it when configured)."""
+    gateway = Gateway(config)
+    app: ASGIApp = gateway
+    if config.server.cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app = CORSMiddleware(
+            gateway,
+            allow_origins=config.server.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["authorization", "content-type", "x-request-id"],
+            expose_headers=["x-inferline-backend", "x-inferline-model", "x-request-id", "retry-after"],
+        )
+    return gateway, app

@@ -1,0 +1,380 @@
+"""relay: try backends until one answers, then pass its answer to the client chunk by chunk.
+
+Before the first content token nothing has reached the client, so a failing backend is retried on
+the next candidate. After it, the stream belongs to the client: an engine failure ends it with an
+SSE error event, never a clean-looking [DONE].
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from inferline.backends.base import BackendConnectError, UpstreamResponse
+from inferline.config import RoutingConfig
+from inferline.errors import (
+    BackendUnavailable,
+    ContextLengthExceeded,
+    GatewayError,
+    InvalidRequest,
+    Outcome,
+    PayloadTooLarge,
+    StreamInterrupted,
+    UpstreamError,
+    UpstreamTimeout,
+    sse_error,
+)
+from inferline.metrics import GatewayMetrics, ModelMetrics
+from inferline.types import Send
+
+from .context import ParsedRequest, RequestContext
+from .parse import check_context
+from .route import Target
+
+_MAX_UPSTREAM_BODY_BYTES = 32 * 1024 * 1024
+_MAX_ERROR_BODY_BYTES = 64 * 1024
+_DONE = b"data: [DONE]\n\n"
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),  # tell nginx-style proxies not to buffer the stream
+]
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class _Retryable(Exception):
+    """This backend failed before any token reached the client: try the next one."""
+
+    def __init__(self, error: GatewayError, count_failure: bool = True) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.count_failure = count_failure
+
+
+def upstream_body(parsed: ParsedRequest, upstream_model: str) -> bytes:
+    body = dict(parsed.body)
+    body["model"] = upstream_model
+    if parsed.stream:
+        # Always ask for usage: token accounting needs it; the chunk is dropped if the client didn't ask.
+        opts = dict(body.get("stream_options") or {})
+        opts["include_usage"] = True
+        body["stream_options"] = opts
+    return orjson.dumps(body)
+
+
+def route_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"x-inferline-backend", ctx.backend.encode()),
+        (b"x-inferline-model", ctx.model.encode()),
+        (b"x-request-id", ctx.request_id.encode()),
+    ]
+
+
+def _unsupported(parsed: ParsedRequest, target: Target) -> None:
+    fields = target.state.backend.unsupported_fields
+    if not fields:
+        return
+    used = sorted(k for k in parsed.body if k in fields and parsed.body[k] not in (None, False, [], {}))
+    if parsed.body.get("n") not in (None, 1) and target.state.backend.kind.value == "embedded":
+        used.append("n")
+    if used:
+        raise InvalidRequest(
+            f"`{used[0]}` is not supported by the embedded llama.cpp engine serving model {target.model!r} "
+            f"(unsupported here: {', '.join(used)}); use a vLLM backend for it",
+            param=used[0],
+            code="unsupported_parameter",
+        )
+
+
+async def _upstream_error(resp: UpstreamResponse, backend: str) -> Exception:
+    """Map an engine's non-200 answer: the client's mistakes keep their 4xx; the engine's are retried."""
+    try:
+        raw = await resp.read(_MAX_ERROR_BODY_BYTES)
+    except BackendConnectError:
+        raw = b""
+    finally:
+        resp.close()
+    message = raw[:500].decode("utf-8", "replace").strip()
+    try:
+        err = orjson.loads(raw)
+        if isinstance(err, dict):
+            inner = err.get("error", err)
+            if isinstance(inner, dict) and inner.get("message"):
+                message = str(inner["message"])
+            elif isinstance(inner, str):
+                message = inner
+    except orjson.JSONDecodeError:
+        pass
+    status = resp.status
+    text = f"backend {backend} answered {status}: {message or '(no body)'}"
+    if status in (400, 422):
+        lowered = message.lower()
+        if "context" in lowered and ("exceed" in lowered or "length" in lowered or "long" in lowered):
+            return ContextLengthExceeded(text, param="messages")
+        return InvalidRequest(text)
+    if status == 413:
+        return PayloadTooLarge(text)
+    if status == 429:
+        return _Retryable(BackendUnavailable(text, retry_after_s=1, backend=backend), count_failure=False)
+    if status in (408, 504):
+        return _Retryable(UpstreamTimeout(text, backend=backend))
+    if status >= 500:
+        return _Retryable(UpstreamError(text, backend=backend))
+    # 401/403/404 from an engine are configuration problems of ours, not the client's.
+    return _Retryable(UpstreamError(text, backend=backend))
+
+
+def _chunk_has_token(obj: dict[str, Any]) -> tuple[bool, str | None]:
+    """(carries generated content, finish_reason) for one chunk of chat or text completion."""
+    choices = obj.get("choices")
+    if not choices:
+        return False, None
+    c0 = choices[0]
+    finish = c0.get("finish_reason")
+    delta = c0.get("delta")
+    if delta is not None:
+        has = bool(delta.get("content") or delta.get("reasoning_content") or delta.get("tool_calls"))
+    else:
+        has = bool(c0.get("text"))
+    return has, finish
+
+
+class Relay:
+    def __init__(
+        self, routing: RoutingConfig, metrics: GatewayMetrics, model_contexts: dict[str, int | None]
+    ):
+        self._routing = routing
+        self._metrics = metrics
+        self._model_contexts = model_contexts
+
+    async def serve(
+        self,
+        ctx: RequestContext,
+        parsed: ParsedRequest,
+        targets: list[Target],
+        send: Send,
+        mm: dict[str, ModelMetrics],
+    ) -> None:
+        last: GatewayError | None = None
+        for target in targets[: self._routing.max_attempts]:
+            state = target.state
+            backend = state.backend
+            _unsupported(parsed, target)
+            check_context(
+                parsed, self._model_contexts.get(target.model) or backend.context_tokens, target.model
+            )
+            ctx.attempts += 1
+            ctx.backend, ctx.model = backend.name, target.model
+            if ctx.attempts > 1:
+                self._metrics.retries.labels(target.model, backend.name).inc()
+            state.in_flight += 1
+            try:
+                try:
+                    resp = await backend.post(parsed.path, upstream_body(parsed, backend.upstream_model))
+                except BackendConnectError as exc:
+                    raise _Retryable(
+                        BackendUnavailable(f"backend {backend.name} unreachable: {exc}", retry_after_s=2)
+                    )
+                except TimeoutError as exc:
+                    raise _Retryable(UpstreamTimeout(f"backend {backend.name}: {exc}"))
+                if resp.status != 200:
+                    raise await _upstream_error(resp, backend.name)
+                try:
+                    if parsed.stream:
+                        await self._stream(ctx, parsed, resp, send, mm[target.model])
+                    else:
+                        await self._whole(ctx, resp, send)
+                finally:
+                    resp.close()
+                state.record_success()
+                return
+            except _Retryable as exc:
+                last = exc.error
+                if exc.count_failure:
+                    state.record_failure(exc.error.message, self._routing, self._metrics)
+                continue
+            finally:
+                state.in_flight -= 1
+        assert last is not None
+        if len(targets) > 1 or ctx.attempts > 1:
+            last.message += f" (tried {ctx.attempts} backend(s))"
+        raise last
+
+    async def _whole(self, ctx: RequestContext, resp: UpstreamResponse, send: Send) -> None:
+        try:
+            raw = await resp.read(_MAX_UPSTREAM_BODY_BYTES)
+        except BackendConnectError as exc:
+            raise _Retryable(UpstreamError(f"backend {ctx.backend} failed mid-response: {exc}")) from None
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise _Retryable(UpstreamError(f"backend {ctx.backend} sent a body that is not JSON")) from None
+        usage = obj.get("usage") if isinstance(obj, dict) else None
+        if isinstance(usage, dict):
+            ctx.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            ctx.completion_tokens = int(usage.get("completion_tokens") or 0)
+        choices = obj.get("choices") if isinstance(obj, dict) else None
+        if choices:
+            ctx.finish_reason = choices[0].get("finish_reason")
+        ctx.first_token_ns = ctx.last_token_ns = time.monotonic_ns()
+        ctx.status = 200
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": _JSON_HEADERS + route_headers(ctx)}
+        )
+        await send({"type": "http.response.body", "body": raw, "more_body": False})
+        ctx.response_complete = True
+
+    async def _stream(
+        self, ctx: RequestContext, parsed: ParsedRequest, resp: UpstreamResponse, send: Send, mm: ModelMetrics
+    ) -> None:
+        events = _data_events(resp.lines())
+        pending: list[bytes] = []
+        # Phase 1: hold events until the first token, so a backend that fails now can be retried.
+        while True:
+            try:
+                payload = await anext(events)
+            except StopAsyncIteration:
+                raise _Retryable(
+                    UpstreamError(f"backend {ctx.backend} closed the stream before any token")
+                ) from None
+            except BackendConnectError as exc:
+                raise _Retryable(
+                    UpstreamError(f"backend {ctx.backend} failed before the first token: {exc}")
+                ) from None
+            except TimeoutError:
+                raise _Retryable(
+                    UpstreamTimeout(
+                        f"backend {ctx.backend}: no token within {self._routing.first_token_timeout_s}s"
+                    )
+                ) from None
+            if payload == b"[DONE]":
+                raise _Retryable(UpstreamError(f"backend {ctx.backend} ended the stream without any output"))
+            obj = _load(payload)
+            if obj is None or "error" in obj:
+                err = _event_error(obj, ctx.backend)
+                if isinstance(err, InvalidRequest):
+                    raise err
+                raise _Retryable(err)
+            has_token, finish = _chunk_has_token(obj)
+            self._account_chunk(ctx, obj, finish)
+            if not (obj.get("usage") and not obj.get("choices") and not parsed.include_usage):
+                pending.append(b"data: " + payload + b"\n\n")
+            if has_token or finish:
+                break
+        now = time.monotonic_ns()
+        ctx.status = 200
+        ctx.response_started = True
+        ctx.first_token_ns = ctx.last_token_ns = now
+        ctx.content_chunks = 1
+        mm.ttft.observe((now - ctx.started_ns) / 1e9)
+        await self._send(
+            ctx,
+            send,
+            {"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + route_headers(ctx)},
+        )
+        await self._send(
+            ctx, send, {"type": "http.response.body", "body": b"".join(pending), "more_body": True}
+        )
+        # Phase 2: the stream is the client's. One event in, one send out: the client's pace is ours.
+        itl = mm.itl
+        try:
+            async for payload in events:
+                if payload == b"[DONE]":
+                    await self._send(
+                        ctx, send, {"type": "http.response.body", "body": _DONE, "more_body": False}
+                    )
+                    ctx.response_complete = True
+                    if ctx.completion_tokens == 0:
+                        ctx.completion_tokens = ctx.content_chunks
+                    return
+                obj = _load(payload)
+                if obj is None or "error" in obj:
+                    raise _event_error(obj, ctx.backend, mid_stream=True)
+                has_token, finish = _chunk_has_token(obj)
+                if has_token:
+                    now = time.monotonic_ns()
+                    itl.observe((now - ctx.last_token_ns) / 1e9)
+                    ctx.last_token_ns = now
+                    ctx.content_chunks += 1
+                if finish or "usage" in obj:
+                    self._account_chunk(ctx, obj, finish)
+                    if obj.get("usage") and not obj.get("choices") and not parsed.include_usage:
+                        continue
+                await self._send(
+                    ctx,
+                    send,
+                    {"type": "http.response.body", "body": b"data: " + payload + b"\n\n", "more_body": True},
+                )
+            raise StreamInterrupted(
+                f"backend {ctx.backend} closed the stream before [DONE]; the answer is incomplete"
+            )
+        except BackendConnectError as exc:
+            raise StreamInterrupted(
+                f"backend {ctx.backend} failed mid-stream: {exc}; the answer is incomplete"
+            ) from None
+        except TimeoutError:
+            raise StreamInterrupted(
+                f"backend {ctx.backend} sent nothing for {self._routing.first_token_timeout_s}s mid-stream"
+            ) from None
+
+    @staticmethod
+    async def _send(ctx: RequestContext, send: Send, message: dict[str, Any]) -> None:
+        ctx.sending_since_ns = time.monotonic_ns()
+        await send(message)
+        ctx.sending_since_ns = 0
+
+    @staticmethod
+    def _account_chunk(ctx: RequestContext, obj: dict[str, Any], finish: str | None) -> None:
+        if finish:
+            ctx.finish_reason = finish
+        usage = obj.get("usage")
+        if isinstance(usage, dict):
+            ctx.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            ctx.completion_tokens = int(usage.get("completion_tokens") or 0)
+
+
+async def end_stream_with_error(ctx: RequestContext, send: Send, exc: GatewayError) -> None:
+    """Once headers are out an error must travel in-band: an error event, and no [DONE]."""
+    ctx.error = exc
+    ctx.outcome = exc.outcome
+    await send({"type": "http.response.body", "body": sse_error(exc), "more_body": False})
+    ctx.response_complete = True
+
+
+async def _data_events(lines: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """SSE lines -> the payload of each `data:` line (comments, `event:` and blank lines skipped)."""
+    async for line in lines:
+        if line[:5] != b"data:":
+            continue
+        yield line[5:].strip()
+
+
+def _load(payload: bytes) -> dict[str, Any] | None:
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _event_error(obj: dict[str, Any] | None, backend: str, mid_stream: bool = False) -> GatewayError:
+    if obj is None:
+        return (StreamInterrupted if mid_stream else UpstreamError)(
+            f"backend {backend} sent a malformed event"
+        )
+    err = obj.get("error")
+    message = err.get("message") if isinstance(err, dict) else str(err)
+    text = f"backend {backend} reported an error: {message}"
+    if mid_stream:
+        return StreamInterrupted(text)
+    etype = err.get("type") if isinstance(err, dict) else None
+    code = err.get("code") if isinstance(err, dict) else None
+    if etype in ("invalid_request_error", "BadRequestError") or code == 400:
+        return InvalidRequest(text)
+    return UpstreamError(text)
+
+
+__all__ = ["Outcome", "Relay", "end_stream_with_error", "route_headers", "upstream_body"]
