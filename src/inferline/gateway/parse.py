@@ -18,11 +18,15 @@ _PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 _BYTES_PER_TOKEN = 4
 
 
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
+
+
 def _first_error(exc: ValidationError) -> InvalidRequest:
     err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"] if not isinstance(p, int) or True]
-    # pydantic names union branches in loc ("str", "list[...]"); keep only the field path.
-    path = ".".join(p for p in loc if not p.startswith(("str", "list[", "int", "float", "bool", "function-")))
+    # pydantic adds union branches to loc ("str", "list[dict[str,any]]"); keep only the field path.
+    path = ".".join(
+        str(p) for p in err["loc"] if not (isinstance(p, str) and (p in _TYPE_TAGS or "[" in p or "-" in p))
+    )
     kind = err["type"]
     given = err.get("input")
     if kind == "missing":
