@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -283,6 +284,35 @@ def _response(status: int, body: bytes) -> bytes:
         len(body),
         body,
     )
+
+
+class ThreadedFakeServer:
+    """A FakeServer on its own event loop in a daemon thread, for callers that run their own loop
+    (the CLI, sync scripts): `with ThreadedFakeServer(plan) as server: ... server.url`."""
+
+    def __init__(self, plan: Plan | None = None, **kw: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.server = FakeServer(plan, **kw)
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fake-sse-server", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self.server.start())
+        self._ready.set()
+        self.loop.run_forever()
+        self.loop.run_until_complete(self.server.stop())
+        self.loop.close()
+
+    def __enter__(self) -> FakeServer:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("fake server did not start")
+        return self.server
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,132 @@
+"""End to end against the local SSE server: measured timings match injected delays, errors by kind,
+open and closed loops, and the hard deadline."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from inferline.bench import BenchConfig, BenchError, Endpoint, LengthSpec, run_bench
+from inferline.bench.fakeserver import FakeServer, Reply
+
+SMALL = {"input": LengthSpec(mean=8), "output": LengthSpec(mean=6)}
+
+
+async def test_measured_ttft_and_itl_match_injected_delays(fake_server: FakeServer) -> None:
+    fake_server.plan = lambda _: Reply(ttft_s=0.10, itl_s=0.04, tokens=6)
+    cfg = BenchConfig(url=fake_server.url, concurrency=(4,), num_requests=12, **SMALL)
+    result = await run_bench(cfg)
+    assert result.model == "fake"  # discovered from /v1/models
+    s = result.runs[0].summary
+    assert s["completed"] == 12 and s["errors"] == {}
+    assert 100 <= s["ttft_ms"]["p50"] <= 125
+    assert 38 <= s["itl_ms"]["p50"] <= 55
+    assert s["itl_ms"]["count"] == 12 * 5
+    assert 38 <= s["tpot_ms"]["p50"] <= 55
+    assert 300 <= s["e2e_ms"]["p50"] <= 350  # 100 + 5 x 40
+    assert s["usage_reported_ratio"] == 1.0
+    assert s["output_tokens"] == 12 * 6
+    assert s["input_tokens"] == 12 * 8  # usage's prompt_tokens (the server counts words)
+
+
+async def test_errors_are_counted_by_kind(fake_server: FakeServer) -> None:
+    faults = {
+        1: Reply(status=429),
+        2: Reply(status=500),
+        3: Reply(cut_after=2, tokens=6, itl_s=0.001),  # connection dropped mid-stream
+        4: Reply(error_after=1, tokens=6, itl_s=0.001),  # in-band error event
+        5: Reply(cut_after=6, tokens=6, itl_s=0.001),  # all content, then cut before [DONE]
+    }
+    fake_server.plan = lambda i: faults.get(i, Reply())
+    cfg = BenchConfig(url=fake_server.url, model="fake", concurrency=(1,), num_requests=10, **SMALL)
+    s = (await run_bench(cfg)).runs[0].summary
+    assert s["errors"] == {"http_429": 1, "http_500": 1, "stream_error": 1, "truncated": 2}
+    assert (s["completed"], s["failed"], s["cancelled"]) == (5, 5, 0)
+    assert s["ttft_ms"]["count"] == 5  # failed requests are left out of the latencies
+
+
+async def test_connect_errors_and_timeouts(fake_server: FakeServer) -> None:
+    srv = FakeServer()
+    await srv.start()
+    dead_url = srv.url
+    await srv.stop()  # nothing listens there now
+    cfg = BenchConfig(url=dead_url, model="m", concurrency=(2,), num_requests=4, **SMALL)
+    s = (await run_bench(cfg)).runs[0].summary
+    assert s["errors"] == {"connect": 4}
+    with pytest.raises(BenchError, match="cannot reach"):
+        await run_bench(cfg.model_copy(update={"model": None}))
+
+    fake_server.plan = lambda _: Reply(ttft_s=2.0)
+    cfg = BenchConfig(url=fake_server.url, model="m", concurrency=(2,), num_requests=2, request_timeout_s=0.2)
+    t = time.perf_counter()
+    s = (await run_bench(cfg)).runs[0].summary
+    assert s["errors"] == {"timeout": 2}
+    assert time.perf_counter() - t < 1.5
+
+
+async def test_hard_deadline_cancels_and_counts_stragglers(fake_server: FakeServer) -> None:
+    fake_server.plan = lambda _: Reply(ttft_s=0.01, itl_s=0.5, tokens=100)  # 50 s a request
+    cfg = BenchConfig(url=fake_server.url, model="m", rates=(20.0,), duration_s=0.5, grace_s=0.3, **SMALL)
+    t = time.perf_counter()
+    run = (await run_bench(cfg)).runs[0]
+    elapsed = time.perf_counter() - t
+    assert elapsed < 1.5  # duration + grace, plus a little
+    s = run.summary
+    assert s["requests"] >= 3 and s["cancelled"] == s["requests"]
+    assert run.deadline_hit and not run.interrupted
+    assert all(r.chunk_s for r in run.records)  # their first tokens were still recorded
+
+
+async def test_open_loop_paces_requests_at_the_rate(fake_server: FakeServer) -> None:
+    cfg = BenchConfig(url=fake_server.url, model="m", rates=(40.0,), num_requests=40, seed=2, **SMALL)
+    run = (await run_bench(cfg)).runs[0]
+    s = run.summary
+    assert s["completed"] == 40
+    sends = sorted(r.send_s for r in run.records)
+    assert 40 / (sends[-1] - sends[0]) == pytest.approx(40.0, rel=0.4)  # Poisson, 40 samples
+    assert s["send_lag_ms"]["p99"] < 20  # the generator kept to its schedule
+    assert s["mean_in_flight"] < 5
+
+
+async def test_duration_bound_closed_loop_and_sweep(fake_server: FakeServer) -> None:
+    fake_server.plan = lambda _: Reply(ttft_s=0.01, itl_s=0.01, tokens=4)
+    cfg = BenchConfig(url=fake_server.url, model="m", concurrency=(1, 3), duration_s=0.4, **SMALL)
+    result = await run_bench(cfg)
+    assert [r.concurrency for r in result.runs] == [1, 3]
+    one, three = (r.summary for r in result.runs)
+    assert one["cancelled"] == three["cancelled"] == 0
+    assert three["request_throughput_rps"] > 2 * one["request_throughput_rps"]
+    assert result.to_json()["runs"][1]["label"] == "concurrency 3"
+
+
+async def test_without_usage_output_tokens_are_content_chunks(fake_server: FakeServer) -> None:
+    fake_server.plan = lambda _: Reply(tokens=5)
+    cfg = BenchConfig(
+        url=fake_server.url, model="m", concurrency=(2,), num_requests=4, include_usage=False, **SMALL
+    )
+    s = (await run_bench(cfg)).runs[0].summary
+    assert s["usage_reported_ratio"] == 0.0
+    assert s["output_tokens"] == 20
+    assert s["input_tokens"] == 4 * 8  # the generator's own estimate
+
+
+async def test_completions_endpoint(fake_server: FakeServer) -> None:
+    cfg = BenchConfig(
+        url=fake_server.url + "/v1", endpoint=Endpoint.COMPLETIONS, concurrency=(2,), num_requests=4, **SMALL
+    )
+    s = (await run_bench(cfg)).runs[0].summary
+    assert s["completed"] == 4 and s["output_tokens"] == 24
+
+
+async def test_stop_event_ends_the_run_early(fake_server: FakeServer) -> None:
+    import asyncio
+
+    fake_server.plan = lambda _: Reply(ttft_s=0.01, itl_s=0.2, tokens=50)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.3, stop.set)
+    cfg = BenchConfig(url=fake_server.url, model="m", concurrency=(2,), duration_s=30, **SMALL)
+    t = time.perf_counter()
+    run = (await run_bench(cfg, stop=stop)).runs[0]
+    assert time.perf_counter() - t < 1.0
+    assert run.interrupted and run.summary["cancelled"] == 2
