@@ -80,7 +80,7 @@ class Profile:
 #    - ~2 GiB activations ~= 55 GiB ~= 450k tokens ("GPU KV cache size: ~450,000 tokens").
 # Fit: decode ~10 ms/step at batch 1 (memory-bound weight read plus scheduling), +0.045 ms per sequence,
 # +0.04 us per context token read (KV bytes / HBM bandwidth): batch 256 at 500-1000 tokens of context
-# gives 27-32 ms/step (~8-9k output tok/s). Prefill ~16k tok/s. max_num_seqs 256: the range the
+# gives 27-32 ms/step (~8-10k output tok/s). Prefill ~16k tok/s. max_num_seqs 256: the range the
 # published curves cover (V1 defaults to 1024 on 80 GB cards; raise it with --max-num-seqs).
 H100_LLAMA8B = Profile(
     name="h100-llama8b",
