@@ -15,7 +15,9 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -122,13 +124,13 @@ def main(argv: list[str] | None = None) -> None:
         proc.wait(10)
 
 
-def _run(coro: object) -> Result:
+def _run(coro: Coroutine[Any, Any, Result]) -> Result:
     try:
         import uvloop
-
-        return uvloop.run(coro)  # type: ignore[no-any-return]
     except ImportError:
-        return asyncio.run(coro)  # type: ignore[arg-type]
+        return asyncio.run(coro)
+    result: Result = uvloop.run(coro)
+    return result
 
 
 if __name__ == "__main__":
