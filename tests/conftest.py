@@ -110,7 +110,9 @@ EMBEDDED_CONFIG: dict[str, object] = {
     "models": [
         {
             "name": "smollm2",
-            "backends": [{"name": "embedded-0", "kind": "embedded", "embedded": {"parallel": 8, "ctx_per_slot": 1024}}],
+            "backends": [
+                {"name": "embedded-0", "kind": "embedded", "embedded": {"parallel": 8, "ctx_per_slot": 1024}}
+            ],
         }
     ],
 }

@@ -79,7 +79,11 @@ def test_text_completions_stream_and_non_stream(client: openai.OpenAI) -> None:
     texts = []
     usage = None
     for chunk in client.completions.create(
-        model="smollm2", prompt="Once upon a time", max_tokens=6, stream=True, stream_options={"include_usage": True}
+        model="smollm2",
+        prompt="Once upon a time",
+        max_tokens=6,
+        stream=True,
+        stream_options={"include_usage": True},
     ):
         if chunk.usage:
             usage = chunk.usage

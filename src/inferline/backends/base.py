@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from inferline.config import BackendKind
 
@@ -41,6 +41,13 @@ class Backend(Protocol):
     context_tokens: int | None
     # Request fields this engine cannot act on (the gateway answers 400 for them).
     unsupported_fields: frozenset[str]
+
+    @property
+    def caps_output_to_context(self) -> bool:
+        """True when the gateway must make prompt + max_tokens fit the context (and set max_tokens)."""
+        ...
+
+    async def count_prompt_tokens(self, body: dict[str, Any]) -> int | None: ...
 
     async def start(self) -> None: ...
 

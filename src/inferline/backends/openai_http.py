@@ -6,6 +6,7 @@ BackendConnectError, TimeoutError, or an UpstreamResponse.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -148,6 +149,43 @@ class OpenAIHTTPBackend:
             if isinstance(card, dict) and isinstance(card.get("max_model_len"), int):
                 self.context_tokens = card["max_model_len"]
                 return
+
+    @property
+    def caps_output_to_context(self) -> bool:
+        """llama.cpp hangs with its slot busy when generation fills the context (seen with xllamacpp
+        2026.10): the gateway must make prompt + max_tokens fit, and set max_tokens when absent."""
+        return self.kind in (BackendKind.LLAMACPP, BackendKind.EMBEDDED)
+
+    async def count_prompt_tokens(self, body: dict[str, object]) -> int | None:
+        """Exact prompt tokens from llama.cpp's own template and tokenizer; None where unsupported."""
+        if not self.caps_output_to_context:
+            return None
+        if "messages" in body:
+            status, raw = await self._post_json("/apply-template", {"messages": body["messages"]})
+            if status != 200:
+                return None
+            prompt = orjson.loads(raw).get("prompt")
+        else:
+            prompt = body.get("prompt")
+        if not isinstance(prompt, str):
+            return None
+        status, raw = await self._post_json("/tokenize", {"content": prompt, "parse_special": True})
+        if status != 200:
+            return None
+        tokens = orjson.loads(raw).get("tokens")
+        return len(tokens) if isinstance(tokens, list) else None
+
+    async def _post_json(self, path: str, obj: object) -> tuple[int, bytes]:
+        try:
+            async with self._client().post(
+                self._base + path,
+                data=orjson.dumps(obj),
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=10),
+            ) as resp:
+                return resp.status, await resp.read()
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+            return 0, b""
 
     async def load(self) -> EngineLoad | None:
         if self.kind is BackendKind.OPENAI:

@@ -21,6 +21,8 @@ class ParsedRequest:
     include_usage: bool  # the client asked for the usage chunk
     max_tokens: int | None
     prompt_tokens_estimate: int
+    # Upper bound on prompt tokens (byte-level BPE: a token covers at least one byte), template included.
+    prompt_tokens_upper: int
 
 
 @dataclass(slots=True, eq=False)  # identity hash: contexts key the gateway's active-request map

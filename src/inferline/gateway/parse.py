@@ -39,6 +39,21 @@ def _first_error(exc: ValidationError) -> InvalidRequest:
     return InvalidRequest(msg, param=path or None)
 
 
+# Chat templates add role markers and sometimes a default system prompt.
+_TEMPLATE_OVERHEAD_TOKENS = 64
+
+
+def prompt_size_bytes(body: dict[str, Any], kind: str) -> int:
+    if kind == "chat":
+        return sum(len(orjson.dumps(m.get("content"))) + 8 for m in body["messages"])
+    prompt = body["prompt"]
+    if isinstance(prompt, str):
+        return len(prompt.encode())
+    if prompt and isinstance(prompt[0], int):
+        return len(prompt)  # token ids: one "byte" per token keeps the bound exact
+    return sum(len(p.encode()) for p in prompt)
+
+
 def estimate_prompt_tokens(body: dict[str, Any], kind: str) -> int:
     if kind == "chat":
         size = 0
@@ -92,6 +107,7 @@ def parse_request(raw: bytes, kind: str) -> ParsedRequest:
         include_usage=include_usage,
         max_tokens=max_tokens,
         prompt_tokens_estimate=estimate_prompt_tokens(body, kind),
+        prompt_tokens_upper=prompt_size_bytes(body, kind) + _TEMPLATE_OVERHEAD_TOKENS,
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from inferline.backends.base import BackendConnectError, UpstreamResponse
+from inferline.backends.base import Backend, BackendConnectError, UpstreamResponse
 from inferline.config import RoutingConfig
 from inferline.errors import (
     BackendUnavailable,
@@ -54,9 +54,12 @@ class _Retryable(Exception):
         self.count_failure = count_failure
 
 
-def upstream_body(parsed: ParsedRequest, upstream_model: str) -> bytes:
+def upstream_body(parsed: ParsedRequest, upstream_model: str, max_tokens: int | None = None) -> bytes:
     body = dict(parsed.body)
     body["model"] = upstream_model
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+        body.pop("max_completion_tokens", None)
     if parsed.stream:
         # Always ask for usage: token accounting needs it; the chunk is dropped if the client didn't ask.
         opts = dict(body.get("stream_options") or {})
@@ -127,6 +130,34 @@ async def _upstream_error(resp: UpstreamResponse, backend: str) -> Exception:
     return _Retryable(UpstreamError(text, backend=backend))
 
 
+async def _fit_output(parsed: ParsedRequest, backend: Backend, context_tokens: int, model: str) -> int | None:
+    """Make prompt + output fit an engine that would otherwise hang at a full context.
+
+    Returns a max_tokens to send (when the client gave none), or None to keep the client's. Counting
+    tokens costs two local calls to the engine, so it only happens when the byte bound can't decide.
+    """
+    requested = parsed.max_tokens
+    if requested is not None and parsed.prompt_tokens_upper + requested <= context_tokens:
+        return None
+    exact = await backend.count_prompt_tokens(parsed.body)
+    prompt = exact if exact is not None else parsed.prompt_tokens_upper
+    if prompt >= context_tokens:
+        raise ContextLengthExceeded(
+            f"the prompt is {prompt} tokens; model {model} has a context of {context_tokens} tokens",
+            param="messages" if parsed.kind == "chat" else "prompt",
+        )
+    room = context_tokens - prompt
+    if requested is None:
+        return room
+    if requested > room:
+        raise ContextLengthExceeded(
+            f"prompt ({prompt} tokens) + `max_tokens` ({requested}) exceeds the context of model {model} "
+            f"({context_tokens} tokens); ask for at most {room}",
+            param="max_tokens",
+        )
+    return None
+
+
 def _chunk_has_token(obj: dict[str, Any]) -> tuple[bool, str | None]:
     """(carries generated content, finish_reason) for one chunk of chat or text completion."""
     choices = obj.get("choices")
@@ -163,9 +194,11 @@ class Relay:
             state = target.state
             backend = state.backend
             _unsupported(parsed, target)
-            check_context(
-                parsed, self._model_contexts.get(target.model) or backend.context_tokens, target.model
-            )
+            context_tokens = self._model_contexts.get(target.model) or backend.context_tokens
+            check_context(parsed, context_tokens, target.model)
+            max_tokens = None
+            if backend.caps_output_to_context and context_tokens:
+                max_tokens = await _fit_output(parsed, backend, context_tokens, target.model)
             ctx.attempts += 1
             ctx.backend, ctx.model = backend.name, target.model
             if ctx.attempts > 1:
@@ -173,13 +206,15 @@ class Relay:
             state.in_flight += 1
             try:
                 try:
-                    resp = await backend.post(parsed.path, upstream_body(parsed, backend.upstream_model))
+                    resp = await backend.post(
+                        parsed.path, upstream_body(parsed, backend.upstream_model, max_tokens)
+                    )
                 except BackendConnectError as exc:
                     raise _Retryable(
                         BackendUnavailable(f"backend {backend.name} unreachable: {exc}", retry_after_s=2)
-                    )
+                    ) from None
                 except TimeoutError as exc:
-                    raise _Retryable(UpstreamTimeout(f"backend {backend.name}: {exc}"))
+                    raise _Retryable(UpstreamTimeout(f"backend {backend.name}: {exc}")) from None
                 if resp.status != 200:
                     raise await _upstream_error(resp, backend.name)
                 try:

@@ -1,0 +1,147 @@
+"""Every admitted request ends as a complete answer, an explicit error, or a cancellation the client asked for."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from conftest import EMBEDDED_CONFIG, Proc, backend_running, start_gateway, wait_until
+
+LONG = {
+    "model": "smollm2",
+    "messages": [{"role": "user", "content": "Write a very long story about a lighthouse keeper."}],
+    "max_tokens": 900,
+    "stream": True,
+}
+
+
+def _read_events(lines: object, n: int) -> list[bytes]:
+    events = []
+    for line in lines:  # type: ignore[attr-defined]
+        if line.startswith("data:"):
+            events.append(line)
+            if len(events) >= n:
+                break
+    return events
+
+
+def test_disconnect_cancels_engine_within_1s(gateway: Proc) -> None:
+    with (
+        httpx.Client(timeout=60) as client,
+        client.stream("POST", gateway.base_url + "/chat/completions", json=LONG) as r,
+    ):
+        assert r.status_code == 200
+        _read_events(r.iter_lines(), 5)
+        wait_until(lambda: (backend_running(gateway.url, "embedded-0") or 0) >= 1, timeout=5)
+        closed_at = time.monotonic()
+    # the connection is closed: the engine's running count (polled every 0.1 s) must drop to 0
+    waited = wait_until(lambda: backend_running(gateway.url, "embedded-0") == 0, timeout=3, interval=0.02)
+    assert time.monotonic() - closed_at < 1.5, f"engine still busy {waited:.2f}s after disconnect"
+    assert '"outcome":"client_cancelled"' in gateway.log()
+
+
+def test_stalled_client_gets_cancelled(tmp_path: Path) -> None:
+    """A client that stops reading is cut off after client_stall_timeout_s, freeing the engine."""
+    cfg = dict(EMBEDDED_CONFIG)
+    cfg["server"] = {"client_stall_timeout_s": 1, "shutdown_grace_s": 1}
+    cfg["models"] = [
+        {
+            "name": "smollm2",
+            "backends": [{"name": "embedded-0", "kind": "embedded", "embedded": {"parallel": 1}}],
+        }
+    ]
+    gw = start_gateway(tmp_path, cfg)
+    try:
+        host, port = gw.url.removeprefix("http://").split(":")
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window fills the pipe quickly
+        sock.connect((host, int(port)))
+        body = orjson.dumps({**LONG, "max_tokens": 1900})  # ~450 KB of SSE: more than the pipe holds
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            + f"content-length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        sock.recv(100)  # the stream started; now never read again
+        wait_until(lambda: '"outcome":"client_stalled"' in gw.log(), timeout=60, interval=0.2)
+        sock.close()
+        assert backend_running(gw.url, "embedded-0") in (0, None)
+    finally:
+        gw.stop()
+
+
+def test_sigterm_lets_streams_finish_within_grace(tmp_path: Path) -> None:
+    cfg = dict(EMBEDDED_CONFIG)
+    cfg["server"] = {"shutdown_grace_s": 20}
+    gw = start_gateway(tmp_path, cfg)
+    try:
+        with (
+            httpx.Client(timeout=60) as client,
+            client.stream("POST", gw.base_url + "/chat/completions", json={**LONG, "max_tokens": 40}) as r,
+        ):
+            _read_events(r.iter_lines(), 2)
+            gw.proc.send_signal(signal.SIGTERM)
+            rest = [line for line in r.iter_lines() if line.startswith("data:")]
+        assert rest[-1] == "data: [DONE]", "a stream in flight at SIGTERM completes normally"
+        assert gw.proc.wait(15) == 0
+    finally:
+        gw.stop()
+
+
+def test_sigterm_past_grace_ends_stream_with_error_event(tmp_path: Path) -> None:
+    cfg = dict(EMBEDDED_CONFIG)
+    cfg["server"] = {"shutdown_grace_s": 1}
+    gw = start_gateway(tmp_path, cfg)
+    try:
+        with (
+            httpx.Client(timeout=60) as client,
+            client.stream("POST", gw.base_url + "/chat/completions", json={**LONG, "max_tokens": 1000}) as r,
+        ):
+            _read_events(r.iter_lines(), 2)
+            gw.proc.send_signal(signal.SIGTERM)
+            rest = [line for line in r.iter_lines() if line.startswith("data:")]
+        last = orjson.loads(rest[-1].removeprefix("data:"))
+        assert "error" in last, "the stream ends with an error event, not a clean-looking [DONE]"
+        assert last["error"]["code"] == "shutting_down"
+        assert "data: [DONE]" not in rest
+        assert gw.proc.wait(15) == 0
+    finally:
+        gw.stop()
+
+
+def test_output_that_would_overflow_the_context_is_rejected_not_hung(gateway: Proc) -> None:
+    """llama.cpp hangs when generation fills a slot's context; the gateway must never let it."""
+    r = httpx.post(
+        gateway.base_url + "/chat/completions", json={**LONG, "max_tokens": 1010, "stream": False}, timeout=30
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "context_length_exceeded"
+    assert "ask for at most" in r.json()["error"]["message"]
+
+
+def test_request_without_max_tokens_ends_within_context(gateway: Proc) -> None:
+    """No max_tokens: the gateway caps output at the room left in the context, so the answer ends."""
+    r = httpx.post(
+        gateway.base_url + "/chat/completions",
+        json={
+            "model": "smollm2",
+            "messages": [{"role": "user", "content": "Tell me a long story."}],
+            "temperature": 1.5,
+        },
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text
+    usage = r.json()["usage"]
+    assert usage["prompt_tokens"] + usage["completion_tokens"] <= 1024
+
+
+@pytest.mark.parametrize("path", ["/ready", "/health"])
+def test_operational_endpoints(gateway: Proc, path: str) -> None:
+    r = httpx.get(gateway.url + path, timeout=5)
+    assert r.status_code == 200
