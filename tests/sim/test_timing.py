@@ -14,11 +14,15 @@ from inferline.sim.profiles import CPU_SMOLLM2
 from inferline.sim.scheduler import Scheduler, SimRequest, run_virtual
 
 TIME_SCALE = 0.5
+ATTEMPTS = 3  # a run can only be late (a busy machine deschedules us), never early: keep the best of 3
 
 
-def close_to(measured: float, model: float) -> bool:
-    """Never faster than the model (timers only fire late); late by at most 30% (jitter, HTTP, a busy CPU)."""
-    return 0.95 * model - 0.002 <= measured <= 1.3 * model + 0.004
+def never_early(measured: float, model: float) -> None:
+    assert measured >= 0.95 * model - 0.002, f"faster than the model: {measured:.4f}s < {model:.4f}s"
+
+
+def not_late(measured: float, model: float) -> bool:
+    return measured <= 1.3 * model + 0.004  # timer jitter, HTTP on loopback, the client in the same loop
 
 
 async def stream(http: aiohttp.ClientSession, url: str, max_tokens: int) -> tuple[float, float, int, int]:
@@ -53,26 +57,37 @@ def expected(n_streams: int, prompt: int, max_tokens: int) -> list[SimRequest]:
 
 
 async def test_cpu_smollm2_single_stream_pace() -> None:
+    runs = []
     async with SimFleet("cpu-smollm2", time_scale=TIME_SCALE) as fleet, aiohttp.ClientSession() as http:
-        ttft, e2e, prompt, chunks = await stream(http, fleet.urls[0], 60)
-    (model,) = expected(1, prompt, 60)
-    assert chunks == 60
-    # ~110 tok/s unscaled: 59 decode steps of base + 1 sequence after the prefill step
-    assert close_to(ttft, model.first_token_s * TIME_SCALE), (ttft, model.first_token_s * TIME_SCALE)
-    assert close_to(e2e, model.finish_s * TIME_SCALE), (e2e, model.finish_s * TIME_SCALE)
+        for _ in range(ATTEMPTS):
+            ttft, e2e, prompt, chunks = await stream(http, fleet.urls[0], 60)
+            assert chunks == 60
+            (model,) = expected(1, prompt, 60)
+            # ~110 tok/s unscaled: 59 decode steps of base + 1 sequence after the prefill step
+            want_ttft, want_e2e = model.first_token_s * TIME_SCALE, model.finish_s * TIME_SCALE
+            never_early(ttft, want_ttft)
+            never_early(e2e, want_e2e)
+            runs.append((ttft, e2e))
+            if not_late(ttft, want_ttft) and not_late(e2e, want_e2e):
+                return
+    pytest.fail(f"late in every run: (ttft, e2e) {runs}; model ({want_ttft:.4f}, {want_e2e:.4f})")
 
 
 async def test_cpu_smollm2_eight_streams_total_throughput() -> None:
+    walls = []
     async with SimFleet("cpu-smollm2", time_scale=TIME_SCALE) as fleet, aiohttp.ClientSession() as http:
-        start = time.perf_counter()
-        results = await asyncio.gather(*(stream(http, fleet.urls[0], 40) for _ in range(8)))
-        wall = time.perf_counter() - start
-    prompt = results[0][2]
-    model = expected(8, prompt, 40)
-    makespan = max(r.finish_s for r in model) * TIME_SCALE
-    assert all(r[3] == 40 for r in results)
-    # ~190 tok/s unscaled at 8 streams: the batch's steps cost base + 8 sequences each
-    assert close_to(wall, makespan), (wall, makespan)
-    # the model itself: one prefill step for all 8 prompts, then 39 decode steps at 8 sequences (~190 tok/s)
-    by_formula = CPU_SMOLLM2.step_s(0, 0, 8 * prompt) + 39 * CPU_SMOLLM2.step_s(8, 0, 0)
-    assert makespan == pytest.approx(by_formula * TIME_SCALE)
+        for _ in range(ATTEMPTS):
+            start = time.perf_counter()
+            results = await asyncio.gather(*(stream(http, fleet.urls[0], 40) for _ in range(8)))
+            wall = time.perf_counter() - start
+            assert all(r[3] == 40 for r in results)
+            prompt = results[0][2]
+            makespan = max(r.finish_s for r in expected(8, prompt, 40)) * TIME_SCALE
+            # the model itself: one prefill step for all 8 prompts, then 39 decode steps at 8 sequences
+            by_formula = CPU_SMOLLM2.step_s(0, 0, 8 * prompt) + 39 * CPU_SMOLLM2.step_s(8, 0, 0)
+            assert makespan == pytest.approx(by_formula * TIME_SCALE)
+            never_early(wall, makespan)
+            walls.append(wall)
+            if not_late(wall, makespan):  # ~190 tok/s unscaled once the batch is decoding
+                return
+    pytest.fail(f"late in every run: {walls}; model {makespan:.4f}s")

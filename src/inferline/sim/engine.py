@@ -2,8 +2,10 @@
 
 Each step is planned, then the loop sleeps the step's model time (times `time_scale`), then the step
 is applied and every request that got a token hears about it through its TokenSink. Step deadlines
-are kept on an ideal clock, so timer jitter (epoll rounds sleeps to 1 ms) averages out instead of
-accumulating; a loop that falls more than _MAX_LAG_S behind does not burst to catch up.
+are kept on an ideal clock, so late wake-ups (epoll rounds sleeps to 1 ms; a busy machine deschedules
+the process for a few ms) are made up by the following steps instead of slowing the engine down.
+Catching up is bounded: a loop more than max(_MIN_LAG_S, two steps) behind restarts its clock, so
+at most about two steps ever run back to back.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ __all__ = ["OutputLen", "SimEngine"]
 
 log = logging.getLogger(__name__)
 
-_MAX_LAG_S = 0.005
+_MIN_LAG_S = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +185,8 @@ class SimEngine:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            deadline = max(deadline, now - _MAX_LAG_S) + step.duration_s * scale
+            step_s = step.duration_s * scale
+            deadline = max(deadline, now - max(_MIN_LAG_S, 2 * step_s)) + step_s
             delay = deadline - now
             await asyncio.sleep(delay if delay > 0 else 0)
             now = clock()
