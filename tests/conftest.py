@@ -71,14 +71,17 @@ def start_process(args: list[str], url: str, ready_path: str, log_path: Path, ti
     raise RuntimeError(f"{args[:3]} not ready after {timeout}s:\n{log_path.read_text()[-3000:]}")
 
 
-def start_gateway(tmp: Path, config: dict[str, object], name: str = "gateway") -> Proc:
+def start_gateway(
+    tmp: Path, config: dict[str, object], name: str = "gateway", ready_path: str = "/ready"
+) -> Proc:
+    """Start `inferline serve`; wait for /ready (or /health for a deliberately degraded gateway)."""
     port = free_port()
     cfg_path = tmp / f"{name}.yaml"
     cfg_path.write_text(yaml.safe_dump(config))
     return start_process(
         [INFERLINE, "serve", "--config", str(cfg_path), "--port", str(port)],
         f"http://127.0.0.1:{port}",
-        "/ready",
+        ready_path,
         tmp / f"{name}.log",
     )
 

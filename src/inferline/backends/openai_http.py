@@ -6,7 +6,6 @@ BackendConnectError, TimeoutError, or an UpstreamResponse.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -184,7 +183,7 @@ class OpenAIHTTPBackend:
                 timeout=aiohttp.ClientTimeout(total=10),
             ) as resp:
                 return resp.status, await resp.read()
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError, OSError):
             return 0, b""
 
     async def load(self) -> EngineLoad | None:
