@@ -4,7 +4,7 @@
  *
  *     InferlineError
  *     ├── APIStatusError              the server answered with a non-2xx status (OpenAI error body)
- *     │   ├── BadRequestError         400
+ *     │   ├── BadRequestError         400, 413, 422
  *     │   ├── AuthenticationError     401
  *     │   ├── PermissionDeniedError   403
  *     │   ├── NotFoundError           404
@@ -150,6 +150,11 @@ export class StreamError extends InferlineError {
   readonly error: ErrorBody | null;
   readonly type: string | null;
   readonly code: string | number | null;
+  /**
+   * Whether trying again could help: false only for an error event that says the request itself is
+   * bad (and for protocol errors). Only matters before the first token: nothing is retried after it.
+   */
+  readonly transient: boolean;
 
   constructor(kind: StreamErrorKind, message: string, options: StreamErrorOptions = {}) {
     super(message, options);
@@ -157,7 +162,29 @@ export class StreamError extends InferlineError {
     this.error = options.error ?? null;
     this.type = this.error?.type ?? null;
     this.code = this.error?.code ?? null;
+    this.transient = kind === 'protocol' ? false : kind === 'event' ? isTransientEvent(this.error) : true;
   }
+}
+
+/** Error types (and numeric codes) meaning "the server is struggling", not "the request is wrong". */
+const TRANSIENT_TYPES = new Set([
+  'server_error',
+  'service_unavailable',
+  'unavailable_error',
+  'upstream_error',
+  'timeout',
+  'rate_limit_error',
+  'overloaded_error',
+  'internal_error',
+  'InternalServerError',
+  'ServiceUnavailableError',
+]);
+
+function isTransientEvent(error: ErrorBody | null): boolean {
+  if (error === null) return true;
+  const status = typeof error.code === 'number' ? error.code : null;
+  if (error.type === null && status === null) return true; // anonymous failure: most likely the engine died
+  return (error.type !== null && TRANSIENT_TYPES.has(error.type)) || (status !== null && (status >= 500 || status === 429));
 }
 
 /** A token budget ran out: the stream was stopped there (and its request aborted). */
@@ -197,6 +224,8 @@ export function makeStatusError(status: number, text: string, headers: Headers |
 export function statusErrorClass(status: number): typeof APIStatusError {
   switch (status) {
     case 400:
+    case 413:
+    case 422:
       return BadRequestError;
     case 401:
       return AuthenticationError;
@@ -213,25 +242,30 @@ export function statusErrorClass(status: number): typeof APIStatusError {
   }
 }
 
-/** The OpenAI error object out of a parsed body; tolerant of `{error: "text"}`, `{detail}` and plain text. */
+/**
+ * The OpenAI error object out of a parsed body. Understands OpenAI/inferline `{error: {...}}`,
+ * `{error: "text"}`, vLLM's flat `{object: "error", message, type, code}`, FastAPI's `{detail}` and plain text.
+ */
 export function errorBodyFrom(body: unknown, text: string, status?: number): ErrorBody {
   const fallback = text.trim() || (status === undefined ? 'unknown error' : `HTTP ${status}`);
+  let err: Record<string, unknown> = {};
   if (isRecord(body)) {
-    const err = body['error'];
-    if (isRecord(err)) {
-      return {
-        message: typeof err['message'] === 'string' ? err['message'] : fallback,
-        type: typeof err['type'] === 'string' ? err['type'] : null,
-        param: typeof err['param'] === 'string' ? err['param'] : null,
-        code: typeof err['code'] === 'string' || typeof err['code'] === 'number' ? err['code'] : null,
-      };
-    }
-    if (typeof err === 'string') return { message: err, type: null, param: null, code: null };
-    if (typeof body['message'] === 'string') return { message: body['message'], type: null, param: null, code: null };
-    if (typeof body['detail'] === 'string') return { message: body['detail'], type: null, param: null, code: null };
+    const inner = body['error'];
+    if (isRecord(inner)) err = inner;
+    else if (typeof inner === 'string') err = { message: inner };
+    else err = body;
   }
-  return { message: fallback.slice(0, 500), type: null, param: null, code: null };
+  const message = typeof err['message'] === 'string' && err['message'] !== '' ? err['message']
+    : typeof err['detail'] === 'string' ? err['detail'] : fallback;
+  return {
+    message: message.slice(0, MAX_MESSAGE_CHARS),
+    type: typeof err['type'] === 'string' ? err['type'] : null,
+    param: typeof err['param'] === 'string' ? err['param'] : null,
+    code: typeof err['code'] === 'string' || typeof err['code'] === 'number' ? err['code'] : null,
+  };
 }
+
+const MAX_MESSAGE_CHARS = 2000;
 
 /**
  * `retry-after-ms` (milliseconds), else `Retry-After` as delay-seconds or an HTTP date.
@@ -249,6 +283,7 @@ export function parseRetryAfter(value: string | null | undefined, nowMs = Date.n
   const v = value.trim();
   if (v === '') return null;
   if (/^\d+(\.\d+)?$/.test(v)) return Math.round(Number(v) * 1000);
+  if (!/[a-z]/i.test(v)) return null; // an HTTP date names its day and month; V8 would parse '-1' as a year
   const at = Date.parse(v);
   if (Number.isNaN(at)) return null;
   return Math.max(0, at - nowMs);

@@ -17,17 +17,17 @@ export const DEFAULT_RETRY: ResolvedRetry = {
   maxRetryAfterMs: 60_000,
 };
 
-const RETRYABLE_STATUS = new Set([408, 409, 429, 500, 502, 503, 504]);
+const RETRYABLE_STATUS = new Set([408, 429, 500, 502, 503, 504]);
 
 /**
  * Whether an error that happened BEFORE the first token may be retried. (After the first token
  * nothing is ever retried: the caller has text, and a second answer would not continue it.)
  */
 export function isRetryable(err: unknown): boolean {
-  if (err instanceof APIStatusError) return RETRYABLE_STATUS.has(err.status) || (err.status >= 500 && err.status !== 501 && err.status !== 505);
+  if (err instanceof APIStatusError) return RETRYABLE_STATUS.has(err.status);
   if (err instanceof APIConnectionError) return true;
   if (err instanceof ConnectTimeoutError || err instanceof FirstTokenTimeoutError) return true;
-  if (err instanceof StreamError) return err.kind === 'truncated' || err.kind === 'connection';
+  if (err instanceof StreamError) return err.transient;
   return false;
 }
 
@@ -41,15 +41,15 @@ export function backoffDelay(attempt: number, retry: ResolvedRetry, random: () =
 }
 
 /**
- * How long to wait before retrying after `err`: the server's Retry-After when it sent one (null when
- * that is longer than maxRetryAfterMs: do not retry), else backoff with full jitter.
+ * How long to wait before retrying after `err`: a 429's or 503's Retry-After when it has one (null
+ * when that is longer than maxRetryAfterMs: do not retry), else backoff with full jitter.
  */
 export function retryDelay(
   err: InferlineError,
   attempt: number,
   retry: ResolvedRetry,
 ): { delayMs: number; fromRetryAfter: boolean } | null {
-  if (err instanceof APIStatusError && err.retryAfterMs !== null) {
+  if (err instanceof APIStatusError && (err.status === 429 || err.status === 503) && err.retryAfterMs !== null) {
     if (err.retryAfterMs > retry.maxRetryAfterMs) return null;
     return { delayMs: err.retryAfterMs, fromRetryAfter: true };
   }
