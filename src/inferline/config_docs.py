@@ -1,0 +1,103 @@
+"""Render docs/config.md from the config models' Field descriptions (a test keeps the file in sync)."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from inferline.config import (
+    BackendConfig,
+    EmbeddedEngineConfig,
+    InferlineConfig,
+    ModelConfig,
+    RoutingConfig,
+    ServerConfig,
+)
+
+_SECTIONS: list[tuple[str, type[BaseModel]]] = [
+    ("server", ServerConfig),
+    ("routing", RoutingConfig),
+    ("models[]", ModelConfig),
+    ("models[].backends[]", BackendConfig),
+    ("models[].backends[].embedded", EmbeddedEngineConfig),
+]
+
+_EXAMPLE = """\
+# inferline.yaml — two vLLM engines for one model, a fallback, the embedded engine as the safety net.
+server:
+  port: 8080
+  cors_origins: ["https://app.example"]
+  shutdown_grace_s: 30
+routing:
+  eject_after_failures: 3
+  eject_cooldown_s: 10
+models:
+  - name: llama-8b
+    fallback: [smollm2]
+    backends:
+      - {name: vllm-a, kind: vllm, url: "http://10.0.0.5:8000", upstream_model: meta-llama/Llama-3.1-8B-Instruct}
+      - {name: vllm-b, kind: vllm, url: "http://10.0.0.6:8000", upstream_model: meta-llama/Llama-3.1-8B-Instruct}
+  - name: smollm2
+    backends:
+      - {name: embedded-0, kind: embedded, embedded: {parallel: 8, ctx_per_slot: 2048}}
+"""
+
+
+def _default(info: FieldInfo) -> str:
+    if info.default_factory is not None:
+        try:
+            value: Any = info.default_factory()  # type: ignore[call-arg]
+        except TypeError:
+            return "(computed)"
+        if isinstance(value, BaseModel):
+            return "(section)"
+    elif info.default is PydanticUndefined:
+        return "**required**"
+    else:
+        value = info.default
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if value is None:
+        return "—"
+    if isinstance(value, list) and len(value) > 0:
+        return "(see below)"
+    return f"`{value!r}`" if not isinstance(value, str) else f"`{value}`"
+
+
+def _type(info: FieldInfo) -> str:
+    text = str(info.annotation).replace("typing.", "").replace("pathlib.", "").replace("inferline.config.", "")
+    text = text.replace("<class '", "").replace("'>", "").replace("pydantic.types.", "")
+    return text
+
+
+def render() -> str:
+    out = [
+        "# Configuration reference",
+        "",
+        "Generated from `src/inferline/config.py` by `inferline config docs > docs/config.md`; a test fails when",
+        "this file and the code disagree. Every section rejects unknown keys, so a typo fails at start-up.",
+        "",
+        "Precedence: CLI flags (`--port`, `--host`, `--parallel`...) > environment `INFERLINE_SERVER__PORT=9000`,",
+        "`INFERLINE_ROUTING__MAX_ATTEMPTS=2` (sections `server` and `routing`) > the YAML file > defaults.",
+        "Validate a file with `inferline config check FILE`; print the effective config with `inferline config show`.",
+        "",
+        "```yaml",
+        _EXAMPLE.rstrip(),
+        "```",
+        "",
+        "With no file, inferline serves one model `smollm2` on one embedded engine.",
+    ]
+    for name, model in _SECTIONS:
+        out += ["", f"## `{name}`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+        for field, info in model.model_fields.items():
+            desc = (info.description or "").replace("|", "\\|")
+            out.append(f"| `{field}` | {_type(info).replace('|', 'or')} | {_default(info)} | {desc} |")
+    extra = InferlineConfig.model_fields
+    out += ["", "## top level", "", "| key | meaning |", "|---|---|"]
+    for field, info in extra.items():
+        out.append(f"| `{field}` | {info.description or 'see the section above'} |")
+    return "\n".join(out) + "\n"
