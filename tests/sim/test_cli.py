@@ -25,9 +25,7 @@ def test_mounted_under_a_root_cli_every_option_has_help() -> None:
 
     result = CliRunner().invoke(root, ["sim", "--help"])
     assert result.exit_code == 0, result.output
-    options = (
-        "port count host profile model max-num-seqs kv-blocks scheduling-policy seed time-scale output-len"
-    )
+    options = "port count host profile model max-num-seqs kv-blocks scheduling-policy seed time-scale output-len"
     for option in options.split():
         assert f"--{option}" in result.output
     command = get_command(app)

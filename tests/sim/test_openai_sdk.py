@@ -48,9 +48,7 @@ async def test_chat_stream_parses_with_usage(client: openai.AsyncOpenAI) -> None
 
 
 async def test_completion_stream_and_non_stream(client: openai.AsyncOpenAI) -> None:
-    stream = await client.completions.create(
-        model="smollm2", prompt="Once upon a time", max_tokens=7, stream=True
-    )
+    stream = await client.completions.create(model="smollm2", prompt="Once upon a time", max_tokens=7, stream=True)
     pieces = [c.choices[0].text async for c in stream if c.choices]
     assert len(pieces) == 7
     done = await client.completions.create(model="smollm2", prompt="Once upon a time", max_tokens=7)

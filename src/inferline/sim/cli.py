@@ -25,9 +25,7 @@ _PROFILE_NAMES = ", ".join(sorted(PROFILES))
 
 @app.callback(invoke_without_command=True)
 def sim(
-    port: Annotated[
-        int, typer.Option(help="First port; engine i listens on PORT+i (0: free ports).", min=0)
-    ] = 8100,
+    port: Annotated[int, typer.Option(help="First port; engine i listens on PORT+i (0: free ports).", min=0)] = 8100,
     count: Annotated[int, typer.Option(help="How many engines to run in this process.", min=1, max=1000)] = 1,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     profile: Annotated[str, typer.Option(help=f"Performance model: {_PROFILE_NAMES}.")] = "cpu-smollm2",
@@ -45,22 +43,16 @@ def sim(
     ] = None,
     scheduling_policy: Annotated[
         SchedulingPolicy,
-        typer.Option(
-            help="fcfs, or priority (request field `priority`, lower runs first).", case_sensitive=False
-        ),
+        typer.Option(help="fcfs, or priority (request field `priority`, lower runs first).", case_sensitive=False),
     ] = SchedulingPolicy.FCFS,
-    seed: Annotated[
-        int, typer.Option(help="Seed for sampled output lengths (engine i uses seed and i).")
-    ] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for sampled output lengths (engine i uses seed and i).")] = 0,
     time_scale: Annotated[
         float,
         typer.Option(help="Multiply every modelled duration by this (0.1 = ten times faster).", min=0.0),
     ] = 1.0,
     output_len: Annotated[
         str,
-        typer.Option(
-            help="Output length: max (= max_tokens, 'length'), uniform, or exp:MEAN (shorter: 'stop')."
-        ),
+        typer.Option(help="Output length: max (= max_tokens, 'length'), uniform, or exp:MEAN (shorter: 'stop')."),
     ] = "max",
     duration: Annotated[
         float, typer.Option(help="Stop after this many seconds (0: run until SIGINT/SIGTERM).", min=0.0)
@@ -72,9 +64,7 @@ def sim(
     cache, preemption). Nothing here runs a model: the text is filler, the token counts are estimates.
     """
     if profile not in PROFILES:
-        raise typer.BadParameter(
-            f"unknown profile {profile!r}; known: {_PROFILE_NAMES}", param_hint="--profile"
-        )
+        raise typer.BadParameter(f"unknown profile {profile!r}; known: {_PROFILE_NAMES}", param_hint="--profile")
     try:
         lengths = OutputLen.parse(output_len)
     except ValueError as exc:

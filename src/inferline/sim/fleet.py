@@ -49,9 +49,7 @@ class SimFleet:
         if count < 1:
             raise ValueError(f"count must be >= 1; got {count}")
         base = get_profile(profile) if isinstance(profile, str) else profile
-        self.profile = base.with_overrides(
-            max_num_seqs=max_num_seqs, kv_blocks=kv_blocks, max_model_len=max_model_len
-        )
+        self.profile = base.with_overrides(max_num_seqs=max_num_seqs, kv_blocks=kv_blocks, max_model_len=max_model_len)
         lengths = OutputLen.parse(output_len) if isinstance(output_len, str) else output_len
         self.engines = [
             SimServer(

@@ -112,9 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         match = re.search(r":(\d+)/v1", proc.stdout.readline())
         assert match, "simulator did not start"
         port = int(match.group(1))
-        print(
-            f"simulator pid {proc.pid} on port {port}; client: raw asyncio in pid {os.getpid()}", flush=True
-        )
+        print(f"simulator pid {proc.pid} on port {port}; client: raw asyncio in pid {os.getpid()}", flush=True)
         for max_tokens in args.max_tokens:
             for concurrency in args.concurrency:
                 res = _run(_measure(port, proc.pid, concurrency, max_tokens, args.duration))

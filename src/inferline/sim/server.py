@@ -245,12 +245,7 @@ class _Conn(asyncio.Protocol):
 
     def _process(self) -> None:
         """Handle every complete request in the buffer, until one is left in flight."""
-        while (
-            self.req is None
-            and self._buf
-            and self._transport is not None
-            and not self._transport.is_closing()
-        ):
+        while self.req is None and self._buf and self._transport is not None and not self._transport.is_closing():
             try:
                 parsed = self._parse()
             except _HttpError as exc:
@@ -301,9 +296,7 @@ class _Conn(asyncio.Protocol):
         del buf[:consumed]
         self._continue_sent = False
         connection = headers.get(b"connection", b"").lower()
-        self._keep_alive = (b"close" not in connection) and (
-            version == b"HTTP/1.1" or b"keep-alive" in connection
-        )
+        self._keep_alive = (b"close" not in connection) and (version == b"HTTP/1.1" or b"keep-alive" in connection)
         return method, target.partition(b"?")[0], headers, body
 
     def _maybe_continue(self, headers: dict[bytes, bytes]) -> None:

@@ -117,11 +117,7 @@ def _chat_prompt_tokens(messages: Any) -> int:
             total += estimate_tokens(content or "")
         elif isinstance(content, list):
             for part in content:
-                if not (
-                    isinstance(part, dict)
-                    and part.get("type") == "text"
-                    and isinstance(part.get("text"), str)
-                ):
+                if not (isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)):
                     raise BadRequest(
                         f"`messages[{i}].content`: the simulator accepts only text parts", param="messages"
                     )
@@ -136,11 +132,7 @@ def _completion_prompt_tokens(prompt: Any) -> int:
         prompt = prompt[0]  # a batch of one
     if isinstance(prompt, str):
         return max(1, estimate_tokens(prompt))
-    if (
-        isinstance(prompt, list)
-        and prompt
-        and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt)
-    ):
+    if isinstance(prompt, list) and prompt and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
         return len(prompt)
     raise BadRequest(
         "`prompt` must be a string, a list of token ids, or a list of one of those (no batches)",
@@ -336,8 +328,6 @@ def tokenize_body(raw: bytes, max_model_len: int) -> bytes:
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     count = (
-        _chat_prompt_tokens(body["messages"])
-        if "messages" in body
-        else _completion_prompt_tokens(body.get("prompt"))
+        _chat_prompt_tokens(body["messages"]) if "messages" in body else _completion_prompt_tokens(body.get("prompt"))
     )
     return orjson.dumps({"count": count, "max_model_len": max_model_len, "tokens": list(range(count))})
