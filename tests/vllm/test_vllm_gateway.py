@@ -182,9 +182,7 @@ def gw(vllm: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve
         "models": [
             {
                 "name": MODEL,
-                "backends": [
-                    {"name": BACKEND, "kind": "vllm", "url": vllm.url, "max_num_seqs": MAX_NUM_SEQS}
-                ],
+                "backends": [{"name": BACKEND, "kind": "vllm", "url": vllm.url, "max_num_seqs": MAX_NUM_SEQS}],
             }
         ],
     }
@@ -434,9 +432,7 @@ def test_gateway_metrics_follow_vllm_load(gw: Server, vllm: Server, client: open
     try:
         _wait_until(loaded, 5, interval=0.05)
         assert metric(gw.url, "inferline_backend_requests_waiting", backend=BACKEND) == 0
-        b = next(
-            b for b in httpx.get(gw.url + "/backends", timeout=5).json()["backends"] if b["name"] == BACKEND
-        )
+        b = next(b for b in httpx.get(gw.url + "/backends", timeout=5).json()["backends"] if b["name"] == BACKEND)
         assert b["in_flight"] >= 1
     finally:
         stream.close()
