@@ -291,3 +291,20 @@ async def test_keep_alive_pipelining_and_chunked_request_bodies() -> None:
         await writer.wait_closed()
         assert data.count(b"HTTP/1.1 200 OK") == 3
         assert data.count(b'"completion_tokens":2') == 2
+
+
+async def test_dead_engine_fails_health_and_bugs_answer_500(
+    http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with SimFleet("instant") as fleet:
+        url = fleet.urls[0]
+
+        def boom(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("bug")
+
+        monkeypatch.setattr("inferline.sim.server.parse_completion", boom)
+        status, body = await post(http, url, chat_body())
+        assert status == 500 and body["error"]["code"] == 500  # type: ignore[index]
+        await fleet[0].engine.close()  # the step loop is gone, as when vLLM's engine core dies
+        async with http.get(url + "/health") as resp:
+            assert resp.status == 503

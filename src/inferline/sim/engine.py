@@ -93,6 +93,11 @@ class SimEngine:
         return self.scheduler.max_model_len
 
     @property
+    def alive(self) -> bool:
+        """The step loop runs (False before start, after close, or if it died)."""
+        return self._task is not None and not self._task.done()
+
+    @property
     def num_running(self) -> int:
         return len(self.scheduler.running)
 
@@ -168,6 +173,13 @@ class SimEngine:
     # -- the step loop ---------------------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        try:
+            await self._steps()
+        except Exception:
+            log.exception("sim engine %s: step loop failed; the engine is dead", self.model)
+            raise
+
+    async def _steps(self) -> None:
         # time.monotonic, not loop.time(): uvloop's clock has 1 ms resolution and is cached per iteration.
         clock = time.monotonic
         sched = self.scheduler

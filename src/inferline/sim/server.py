@@ -255,7 +255,13 @@ class _Conn(asyncio.Protocol):
             if parsed is None:
                 return
             method, path, headers, body = parsed
-            self._dispatch(method, path, headers, body)
+            try:
+                self._dispatch(method, path, headers, body)
+            except Exception:  # a simulator bug must still answer, and say so
+                log.exception("sim engine %s: error handling %r", self._server.name, path)
+                self._abort_request()
+                self._keep_alive = False
+                self._respond(500, error_body(500, "simulator internal error (see its log)"))
 
     def _parse(self) -> tuple[bytes, bytes, dict[bytes, bytes], bytes] | None:
         buf = self._buf
@@ -313,7 +319,7 @@ class _Conn(asyncio.Protocol):
         elif method != allowed:
             self._respond(405, b'{"detail":"Method Not Allowed"}')
         elif path == b"/health":
-            self._respond(server.health_status, b"")
+            self._respond(server.health_status if engine.alive else 503, b"")  # vLLM: 503 once the engine died
         elif path == b"/metrics":
             self._respond(200, engine.render_metrics(), METRICS_CONTENT_TYPE.encode())
         elif path == b"/v1/models":
