@@ -308,3 +308,21 @@ async def test_dead_engine_fails_health_and_bugs_answer_500(
         await fleet[0].engine.close()  # the step loop is gone, as when vLLM's engine core dies
         async with http.get(url + "/health") as resp:
             assert resp.status == 503
+
+
+@pytest.mark.parametrize("how", ["error", "garbage"])
+async def test_fault_in_band_error_or_garbage_after_n_tokens(http: aiohttp.ClientSession, how: str) -> None:
+    async with SimFleet("instant") as fleet:
+        fleet[0].fail_after(3, how)
+        async with http.post(fleet.urls[0] + CHAT, json=chat_body(50, stream=True)) as resp:
+            events = [e for e in (await resp.read()).split(b"\n\n") if e]  # the HTTP stream ends cleanly
+        contents = [e for e in events if b'"content":" ' in e]
+        assert len(contents) == 3
+        if how == "error":
+            assert orjson.loads(events[-2][6:])["error"]["code"] == 500 and events[-1] == b"data: [DONE]"
+        else:
+            with pytest.raises(orjson.JSONDecodeError):
+                orjson.loads(events[-1][6:])
+        assert fleet[0].engine.num_running == 0
+        with pytest.raises(ValueError, match="how"):
+            fleet[0].fail_after(1, "explode")

@@ -54,6 +54,13 @@ _SSE_HEAD = (
     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\ncache-control: no-cache\r\n"
     b"transfer-encoding: chunked\r\nserver: inferline-sim\r\n"
 )
+_FAIL_HOW = {
+    "cut": b"",
+    "error": b"data: "
+    + error_body(500, "simulated engine failure mid-stream (EngineDeadError)")
+    + b"\n\ndata: [DONE]\n\n",
+    "garbage": b'data: {"id":"broken","choices":[{"delta":{"content":\n\n',
+}
 _COMPLETION_PATHS = {b"/v1/chat/completions": True, b"/v1/completions": False}
 _ROUTES = {
     b"/v1/chat/completions": b"POST",
@@ -76,7 +83,9 @@ class SimServer:
 
     Faults (each stays until changed; `clear_faults()` resets all):
       - `await stop()` / `await start()`: close the port (connection refused, open streams cut) / reopen it.
-      - `fail_after(n)`: cut every response's connection after it has sent n tokens (None: off).
+      - `fail_after(n, how)`: after n tokens of every response (None: off), `how`:
+        "cut" aborts the connection; "error" (streams) sends vLLM's in-band error event then [DONE];
+        "garbage" (streams) sends a malformed SSE event and ends the stream.
       - `stall()`: the engine stops computing; streams stay open and silent, new requests queue.
       - `respond_with(status)`: completions answer that status (500, 503...) with an OpenAI error body;
         /health too unless health=False.
@@ -88,6 +97,7 @@ class SimServer:
         self.port = port
         self.name = name
         self.fail_after_tokens: int | None = None
+        self.fail_how = "cut"
         self.error_status: int | None = None
         self.health_status = 200
         self._listener: asyncio.Server | None = None
@@ -130,8 +140,10 @@ class SimServer:
         await self.stop()
         await self.engine.close()
 
-    def fail_after(self, tokens: int | None) -> None:
-        self.fail_after_tokens = tokens
+    def fail_after(self, tokens: int | None, how: str = "cut") -> None:
+        if how not in _FAIL_HOW:
+            raise ValueError(f"how must be one of {', '.join(_FAIL_HOW)}; got {how!r}")
+        self.fail_after_tokens, self.fail_how = tokens, how
 
     def stall(self, stalled: bool = True) -> None:
         self.engine.stall(stalled)
@@ -220,7 +232,13 @@ class _Conn(asyncio.Protocol):
             return
         cut = self._server.fail_after_tokens
         if cut is not None and req.num_output >= cut:
-            self.kill()
+            ending = _FAIL_HOW[self._server.fail_how]
+            if ending and fmt is not None:  # end the stream "cleanly" around the fault, as vLLM would
+                transport.write(b"%x\r\n%b\r\n0\r\n\r\n" % (len(ending), ending))
+                self._abort_request()
+                self._finish()
+            else:
+                self.kill()
 
     # -- internals ------------------------------------------------------------------------------------------
 
