@@ -22,9 +22,7 @@ from inferline.bench.metrics import (
 from inferline.bench.record import ErrorKind, RequestRecord
 
 
-def rec(
-    index: int, send: float, chunks: list[float], *, usage: int | None = None, **kw: object
-) -> RequestRecord:
+def rec(index: int, send: float, chunks: list[float], *, usage: int | None = None, **kw: object) -> RequestRecord:
     end = chunks[-1] + 0.001 if chunks else send + 0.01
     r = RequestRecord(index=index, send_s=send, scheduled_s=send, chunk_s=list(chunks), end_s=end)
     r.usage_output_tokens = usage

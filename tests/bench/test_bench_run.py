@@ -102,9 +102,7 @@ async def test_duration_bound_closed_loop_and_sweep(fake_server: FakeServer) -> 
 
 async def test_without_usage_output_tokens_are_content_chunks(fake_server: FakeServer) -> None:
     fake_server.plan = lambda _: Reply(tokens=5)
-    cfg = BenchConfig(
-        url=fake_server.url, model="m", concurrency=(2,), num_requests=4, include_usage=False, **SMALL
-    )
+    cfg = BenchConfig(url=fake_server.url, model="m", concurrency=(2,), num_requests=4, include_usage=False, **SMALL)
     s = (await run_bench(cfg)).runs[0].summary
     assert s["usage_reported_ratio"] == 0.0
     assert s["output_tokens"] == 20

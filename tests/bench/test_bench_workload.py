@@ -133,9 +133,7 @@ def sharegpt_file(tmp_path: Path) -> Path:
         conv(words(1100), words(10)),  # prompt > 1024
         conv(words(1000), words(1100)),  # prompt + output > 2048
         {"conversations": [{"from": "human", "value": words(50)}]},  # one turn
-        {
-            "messages": [{"role": "user", "content": words(40)}, {"role": "assistant", "content": words(8)}]
-        },  # kept
+        {"messages": [{"role": "user", "content": words(40)}, {"role": "assistant", "content": words(8)}]},  # kept
         {"id": "no turns"},
         conv(words(100), words(200)),  # kept
     ]

@@ -197,9 +197,7 @@ def bench(
     ] = 512,
     groups: Annotated[
         int,
-        typer.Option(
-            help="prefix workload: number of distinct shared prompts.", min=1, rich_help_panel=_WORK
-        ),
+        typer.Option(help="prefix workload: number of distinct shared prompts.", min=1, rich_help_panel=_WORK),
     ] = 8,
     short_frac: Annotated[
         float,
@@ -207,9 +205,7 @@ def bench(
     ] = 0.8,
     long_input_len: Annotated[
         int,
-        typer.Option(
-            help="mix workload: mean prompt tokens of a long request.", min=1, rich_help_panel=_WORK
-        ),
+        typer.Option(help="mix workload: mean prompt tokens of a long request.", min=1, rich_help_panel=_WORK),
     ] = 2048,
     long_output_len: Annotated[
         int,
@@ -223,9 +219,7 @@ def bench(
             rich_help_panel=_WORK,
         ),
     ] = None,
-    seed: Annotated[
-        int, typer.Option(help="Seed for prompts, lengths and arrival times.", rich_help_panel=_WORK)
-    ] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for prompts, lengths and arrival times.", rich_help_panel=_WORK)] = 0,
     ignore_eos: Annotated[
         bool,
         typer.Option(
@@ -274,9 +268,7 @@ def bench(
     ] = None,
     save_requests: Annotated[
         bool,
-        typer.Option(
-            "--save-requests", help="Also write every request's timeline to the JSON.", rich_help_panel=_OUT
-        ),
+        typer.Option("--save-requests", help="Also write every request's timeline to the JSON.", rich_help_panel=_OUT),
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show a live progress bar.", rich_help_panel=_OUT)] = True,
 ) -> None:
@@ -301,9 +293,7 @@ def bench(
             warmup_requests=warmup,
             workload=Workload.SHAREGPT if dataset is not None else workload,
             input=LengthSpec(mean=input_len, dist=input_dist, spread=input_spread),
-            output=None
-            if output_len is None
-            else LengthSpec(mean=output_len, dist=output_dist, spread=output_spread),
+            output=None if output_len is None else LengthSpec(mean=output_len, dist=output_dist, spread=output_spread),
             dataset=dataset,
             prefix_len=prefix_len,
             groups=groups,
@@ -429,8 +419,7 @@ def _json_object(text: str | None) -> dict[str, Any]:
 def _validation_message(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         return "; ".join(
-            (f"{'.'.join(str(x) for x in e['loc'])}: " if e["loc"] else "")
-            + e["msg"].removeprefix("Value error, ")
+            (f"{'.'.join(str(x) for x in e['loc'])}: " if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
             for e in exc.errors()
         )
     return str(exc)
@@ -445,12 +434,8 @@ def _fail(console: Console, message: str, code: int) -> NoReturn:
 def selftest(
     concurrency: Annotated[int, typer.Option(help="Closed-loop users driving the fake server.", min=1)] = 64,
     duration: Annotated[float, typer.Option(help="Seconds per measurement.", min=0.5)] = 5.0,
-    tokens: Annotated[
-        str, typer.Option(help="Content chunks per response; a list measures each.")
-    ] = "16,256",
-    out: Annotated[
-        Path | None, typer.Option(help="Write the measurements as JSON here.", dir_okay=False)
-    ] = None,
+    tokens: Annotated[str, typer.Option(help="Content chunks per response; a list measures each.")] = "16,256",
+    out: Annotated[Path | None, typer.Option(help="Write the measurements as JSON here.", dir_okay=False)] = None,
 ) -> None:
     """Measure the generator's own capacity: req/s and chunks/s it drives against a trivially fast server.
 

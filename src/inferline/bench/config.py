@@ -94,6 +94,8 @@ class BenchConfig(BaseModel):
             raise ValueError(f"every rate must be > 0 (inf allowed); got {list(self.rates)}")
         if any(c < 1 for c in self.concurrency):
             raise ValueError(f"concurrency must be >= 1; got {list(self.concurrency)}")
+        if any(math.isinf(r) for r in self.rates) and self.num_requests is None and self.duration_s is not None:
+            raise ValueError("--rate inf sends every request at once: it needs --num-requests")
         if len(self.rates) > 1 and len(self.concurrency) > 1:
             raise ValueError("sweep either --rate or --concurrency, not both")
         if self.workload is Workload.SHAREGPT and self.dataset is None:

@@ -201,9 +201,7 @@ class FakeServer:
                     self._cache[key] = whole
             conn.write(whole)
             return
-        task = asyncio.get_running_loop().create_task(
-            self._slow(conn, reply, chat, tokens, usage, prompt_tokens)
-        )
+        task = asyncio.get_running_loop().create_task(self._slow(conn, reply, chat, tokens, usage, prompt_tokens))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

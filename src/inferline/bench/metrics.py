@@ -53,9 +53,7 @@ class SLO:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-_SLO_ITEM = re.compile(
-    r"^\s*(ttft|tpot|e2e|e2el)\s*[=:]\s*([0-9]*\.?[0-9]+)\s*(us|µs|ms|s)?\s*$", re.IGNORECASE
-)
+_SLO_ITEM = re.compile(r"^\s*(ttft|tpot|e2e|e2el)\s*[=:]\s*([0-9]*\.?[0-9]+)\s*(us|µs|ms|s)?\s*$", re.IGNORECASE)
 _UNIT_MS = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
@@ -65,9 +63,7 @@ def parse_slo(text: str) -> SLO:
     for item in filter(None, (p.strip() for p in text.split(","))):
         m = _SLO_ITEM.match(item)
         if m is None:
-            raise ValueError(
-                f"bad SLO item {item!r}: expected ttft|tpot|e2e=NUMBER[us|ms|s], e.g. ttft=800ms"
-            )
+            raise ValueError(f"bad SLO item {item!r}: expected ttft|tpot|e2e=NUMBER[us|ms|s], e.g. ttft=800ms")
         name = "e2e" if m.group(1).lower() == "e2el" else m.group(1).lower()
         values[f"{name}_ms"] = float(m.group(2)) * _UNIT_MS[(m.group(3) or "ms").lower()]
     if not values:
@@ -149,9 +145,7 @@ def summarize(
         "total_token_throughput_tps": round((in_tokens + out_tokens) * per_s, 4),
         "input_tokens": in_tokens,
         "output_tokens": out_tokens,
-        "usage_reported_ratio": round(sum(r.usage_output_tokens is not None for r in ok) / len(ok), 4)
-        if ok
-        else None,
+        "usage_reported_ratio": round(sum(r.usage_output_tokens is not None for r in ok) / len(ok), 4) if ok else None,
         "mean_in_flight": round(busy_s * per_s, 3),
         "ttft_ms": distribution(ttft_s(r) * 1000.0 for r in ok),
         "tpot_ms": distribution(t * 1000.0 for r in ok if (t := tpot_s(r)) is not None),
@@ -168,8 +162,7 @@ def summarize(
     classes = sorted({r.cls for r in records})
     if by_class and len(classes) > 1:
         summary["by_class"] = {
-            c: summarize([r for r in records if r.cls == c], duration_s=dur, slo=slo, by_class=False)
-            for c in classes
+            c: summarize([r for r in records if r.cls == c], duration_s=dur, slo=slo, by_class=False) for c in classes
         }
     return summary
 

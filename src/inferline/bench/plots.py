@@ -12,7 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from inferline.bench.metrics import e2e_s, timeseries, tpot_s, ttft_s
+from inferline.bench.metrics import SLO, e2e_s, timeseries, tpot_s, ttft_s
 from inferline.bench.runner import BenchResult, RunResult
 
 DPI = 110
@@ -24,10 +24,11 @@ def write_plots(result: BenchResult, directory: Path, bin_s: float | None = None
     runs = [r for r in result.runs if r.records]
     if not runs:
         return []
-    paths = [latency_cdf(runs, directory / "latency_cdf.png", result.model)]
+    slo = result.config.slo
+    paths = [latency_cdf(runs, directory / "latency_cdf.png", result.model, slo)]
     for i, run in enumerate(runs):
         name = "over_time.png" if len(runs) == 1 else f"over_time_{i + 1:02d}_{_slug(run.label)}.png"
-        paths.append(over_time(run, directory / name, result.model, bin_s))
+        paths.append(over_time(run, directory / name, result.model, bin_s, slo))
     if len(runs) > 1:
         paths.append(sweep(runs, directory / "sweep.png", result.model))
     return paths
@@ -51,20 +52,18 @@ def _cdf(ax: Axes, values: list[float], label: str) -> None:
     ax.step(xs, ys, where="post", label=f"{label} (n={xs.size})", linewidth=1.6)
 
 
-def latency_cdf(runs: list[RunResult], path: Path, model: str) -> Path:
+def latency_cdf(runs: list[RunResult], path: Path, model: str, slo: SLO | None = None) -> Path:
     """TTFT, TPOT and E2E CDFs of successful requests, one line per run."""
     fig = Figure(figsize=(15, 4.6), layout="constrained")
     axes = fig.subplots(1, 3)
     specs = (
-        ("Time to first token (TTFT)", "TTFT (ms)", ttft_s),
-        ("Time per output token (TPOT)", "TPOT (ms)", tpot_s),
-        ("End-to-end latency (E2E)", "E2E (ms)", e2e_s),
+        ("Time to first token (TTFT)", "TTFT (ms)", ttft_s, slo.ttft_ms if slo else None),
+        ("Time per output token (TPOT)", "TPOT (ms)", tpot_s, slo.tpot_ms if slo else None),
+        ("End-to-end latency (E2E)", "E2E (ms)", e2e_s, slo.e2e_ms if slo else None),
     )
-    for ax, (title, xlabel, fn) in zip(axes, specs, strict=True):
+    for ax, (title, xlabel, fn, limit) in zip(axes, specs, strict=True):
         for run in runs:
-            vals = [
-                v * 1000.0 for r in run.records if r.ok and (v := fn(r)) is not None and not math.isnan(v)
-            ]
+            vals = [v * 1000.0 for r in run.records if r.ok and (v := fn(r)) is not None and not math.isnan(v)]
             _cdf(ax, vals, run.label)
         ax.set_title(title)
         ax.set_xlabel(xlabel)
@@ -73,6 +72,8 @@ def latency_cdf(runs: list[RunResult], path: Path, model: str) -> Path:
         ax.set_xlim(left=0)
         for q in (0.5, 0.99):
             ax.axhline(q, color="grey", linewidth=0.6, linestyle=":")
+        if limit is not None:
+            ax.axvline(limit, color="red", linestyle="--", linewidth=1, label=f"SLO {limit:g} ms")
         ax.grid(True, alpha=0.3)
         if ax.has_data():
             ax.legend(fontsize="small", loc="lower right")
@@ -82,40 +83,44 @@ def latency_cdf(runs: list[RunResult], path: Path, model: str) -> Path:
     return _save(fig, path)
 
 
-def over_time(run: RunResult, path: Path, model: str, bin_s: float | None = None) -> Path:
+def over_time(run: RunResult, path: Path, model: str, bin_s: float | None = None, slo: SLO | None = None) -> Path:
     """TTFT of each request at its send time, and throughput per time bin, over the run."""
     recs = run.records
+    ok = [r for r in recs if r.ok]
     span = max((r.end_s for r in recs if not math.isnan(r.end_s)), default=1.0)
-    bin_s = bin_s or _nice_bin(span)
+    bin_s = bin_s or _nice_bin(span, len(ok))
     fig = Figure(figsize=(12, 7.5), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True)
-    ok = [r for r in recs if r.ok]
-    top.scatter([r.send_s for r in ok], [ttft_s(r) * 1000.0 for r in ok], s=8, alpha=0.6, label="TTFT (ok)")
-    failed = [r for r in recs if not r.ok and not math.isnan(r.send_s)]
+    sends = np.array([r.send_s for r in ok])
+    ttfts = np.array([ttft_s(r) * 1000.0 for r in ok])
+    top.scatter(sends, ttfts, s=8, alpha=0.5, label="TTFT of a request")
+    if ok:
+        bins = (sends / bin_s).astype(np.int64)
+        xs = [(b + 0.5) * bin_s for b in np.unique(bins)]
+        med = [float(np.median(ttfts[bins == b])) for b in np.unique(bins)]
+        top.plot(xs, med, color="tab:orange", linewidth=1.8, label=f"median TTFT per {bin_s:g} s")
+    failed = [r.send_s for r in recs if not r.ok and not math.isnan(r.send_s)]
     if failed:
-        top.scatter(
-            [r.send_s for r in failed],
-            [0.0] * len(failed),
-            marker="x",
-            color="red",
-            s=20,
-            label="failed (at send)",
-        )
+        top.scatter(failed, [0.0] * len(failed), marker="x", color="red", s=24, label="failed request (at send)")
+    if slo is not None and slo.ttft_ms is not None:
+        top.axhline(slo.ttft_ms, color="red", linestyle="--", linewidth=1, label=f"TTFT SLO {slo.ttft_ms:g} ms")
     top.set_ylabel("TTFT (ms)")
     top.set_title("TTFT by request send time")
+    top.set_ylim(bottom=0)
     top.grid(True, alpha=0.3)
     top.legend(fontsize="small", loc="upper left")
+    top.tick_params(labelbottom=True)
     ts = timeseries(recs, bin_s)
     t = ts["t_s"]
-    bottom.plot(t, ts["output_tps"], color="tab:blue", label="output tokens/s")
+    bottom.plot(t, ts["output_tps"], color="tab:blue", marker=".", label="output tokens/s")
     bottom.set_ylabel("output tokens / s", color="tab:blue")
     bottom.set_xlabel("time since start of run (s)")
     bottom.set_title(f"Throughput over time ({bin_s:g} s bins)")
     bottom.grid(True, alpha=0.3)
     right = bottom.twinx()
-    right.plot(t, ts["completed_rps"], color="tab:green", label="completed req/s")
+    right.plot(t, ts["completed_rps"], color="tab:green", marker=".", label="completed req/s")
     if any(ts["errors_rps"]):
-        right.plot(t, ts["errors_rps"], color="tab:red", label="failed req/s")
+        right.plot(t, ts["errors_rps"], color="tab:red", marker=".", label="failed req/s")
     right.set_ylabel("requests / s")
     right.set_ylim(bottom=0)
     bottom.set_ylim(bottom=0)
@@ -125,9 +130,9 @@ def over_time(run: RunResult, path: Path, model: str, bin_s: float | None = None
     return _save(fig, path)
 
 
-def _nice_bin(span_s: float) -> float:
-    """About 60 bins over the run, rounded to 1/2/5 x 10^k seconds."""
-    raw = max(span_s / 60.0, 0.01)
+def _nice_bin(span_s: float, completed: int) -> float:
+    """About 40 bins over the run, wide enough for ~10 completions a bin, rounded to 1/2/5 x 10^k s."""
+    raw = max(span_s / 40.0, 10.0 * span_s / max(completed, 1), 0.01)
     k = 10 ** math.floor(math.log10(raw))
     return float(next(m * k for m in (1, 2, 5, 10) if m * k >= raw))
 
@@ -152,9 +157,9 @@ def sweep(runs: list[RunResult], path: Path, model: str) -> Path:
             out.append(math.nan if v is None else float(v))
         return out
 
-    ax_tp.plot(xs, series("request_throughput_rps"), "o-", label="achieved req/s")
+    ax_tp.plot(xs, series("request_throughput_rps"), "o-", color="tab:blue", label="completed req/s")
     if "goodput_rps" in runs[0].summary:
-        ax_tp.plot(xs, series("goodput_rps"), "s--", label="goodput req/s (met SLOs)")
+        ax_tp.plot(xs, series("goodput_rps"), "s--", color="tab:green", label="goodput req/s (met SLOs)")
     if by_rate and finite:
         ax_tp.plot(finite, finite, color="grey", linestyle=":", label="offered")
     ax_tp.set_ylabel("requests / s")
@@ -165,15 +170,15 @@ def sweep(runs: list[RunResult], path: Path, model: str) -> Path:
     handles = ax_tp.get_lines() + tok.get_lines()
     ax_tp.legend(handles, [str(h.get_label()) for h in handles], fontsize="small", loc="upper left")
 
-    for key, name in (("ttft_ms", "TTFT"), ("e2e_ms", "E2E")):
-        for stat, style in (("p50", "o-"), ("p99", "o--")):
-            ax_lat.plot(xs, series(key, stat), style, label=f"{name} {stat}")
+    for key, name, color in (("ttft_ms", "TTFT", "tab:blue"), ("e2e_ms", "E2E", "tab:green")):
+        for stat, style in (("p50", "o-"), ("p99", "s--")):
+            ax_lat.plot(xs, series(key, stat), style, color=color, label=f"{name} {stat}")
     ax_lat.set_ylabel("latency (ms)")
     ax_lat.set_title("TTFT and E2E latency")
     ax_lat.legend(fontsize="small")
-    for key, name in (("tpot_ms", "TPOT"), ("itl_ms", "ITL")):
-        for stat, style in (("p50", "o-"), ("p99", "o--")):
-            ax_tok.plot(xs, series(key, stat), style, label=f"{name} {stat}")
+    for key, name, color in (("tpot_ms", "TPOT", "tab:orange"), ("itl_ms", "ITL", "tab:red")):
+        for stat, style in (("p50", "o-"), ("p99", "s--")):
+            ax_tok.plot(xs, series(key, stat), style, color=color, label=f"{name} {stat}")
     ax_tok.set_ylabel("per-token latency (ms)")
     ax_tok.set_title("TPOT and ITL")
     ax_tok.legend(fontsize="small")

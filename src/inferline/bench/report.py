@@ -100,6 +100,10 @@ def _ms(v: Any) -> str:
     return "-" if v is None else f"{v:,.1f}"
 
 
+def _ms0(v: Any) -> str:
+    return "-" if v is None else f"{v:,.0f}"
+
+
 def _rate(v: Any, unit: str = "") -> str:
     return "-" if v is None else f"{v:,.2f}{unit}"
 
@@ -140,26 +144,27 @@ def run_table(run: RunResult, model: str) -> Group:
 def sweep_table(runs: list[RunResult], model: str) -> Table:
     """One row a run: how throughput and latency move with the load."""
     t = Table(title=f"sweep - {model}", title_justify="left", header_style="bold")
-    for col in ("run", "ok", "err", "req/s", "out tok/s", "goodput", "TTFT p50", "TTFT p99", "TPOT p50"):
-        t.add_column(col, justify="left" if col == "run" else "right")
-    for col in ("TPOT p99", "E2E p99"):
+    by_rate = runs[0].rate_rps is not None
+    cols = ("rate" if by_rate else "users", "ok", "err", "req/s", "tok/s", "goodput", "TTFT p50", "TTFT p99")
+    for col in (*cols, "TPOT p50", "TPOT p99", "E2E p99"):
         t.add_column(col, justify="right")
     for r in runs:
         s = r.summary
+        x = r.rate_rps if by_rate else r.concurrency
         t.add_row(
-            r.label,
+            f"{x:g}" if x is not None else "-",
             str(s["completed"]),
             str(s["requests"] - s["completed"]),
             _rate(s["request_throughput_rps"]),
-            _rate(s["output_throughput_tps"]),
+            _ms0(s["output_throughput_tps"]),
             _rate(s.get("goodput_rps")),
-            _ms(s["ttft_ms"]["p50"]),
-            _ms(s["ttft_ms"]["p99"]),
-            _ms(s["tpot_ms"]["p50"]),
-            _ms(s["tpot_ms"]["p99"]),
-            _ms(s["e2e_ms"]["p99"]),
+            _ms0(s["ttft_ms"]["p50"]),
+            _ms0(s["ttft_ms"]["p99"]),
+            _ms0(s["tpot_ms"]["p50"]),
+            _ms0(s["tpot_ms"]["p99"]),
+            _ms0(s["e2e_ms"]["p99"]),
         )
-    t.caption = "latencies in ms; rates per second"
+    t.caption = "rate and req/s: requests/s; tok/s: output tokens/s; latencies in ms"
     return t
 
 

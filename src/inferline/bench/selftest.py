@@ -33,9 +33,7 @@ async def measure_capacity(
     return rows
 
 
-async def _measure(
-    mode: str, tick: float | None, tokens: int, concurrency: int, duration_s: float
-) -> dict[str, Any]:
+async def _measure(mode: str, tick: float | None, tokens: int, concurrency: int, duration_s: float) -> dict[str, Any]:
     argv = [sys.executable, "-m", "inferline.bench.fakeserver", "--port", "0"]
     if tick is not None:
         argv += ["--tick", str(tick)]
