@@ -234,12 +234,20 @@ class Scheduler:
         step = Step()
         budget = self.profile.max_num_batched_tokens
         planned: dict[SimRequest, int] = {}
+        block_size = self.block_size
+        running = RequestState.RUNNING
         for req in list(self.running):
             if budget <= 0:
                 break
-            if req.state is not RequestState.RUNNING:  # preempted earlier in this loop
+            if req.state is not running:  # preempted earlier in this loop
                 continue
-            n_new = min(req.num_tokens - req.num_computed, budget)
+            n_new = req.prompt_tokens + req.num_output - req.num_computed
+            if n_new > budget:
+                n_new = budget
+            if req.num_computed + n_new <= req.num_blocks * block_size:  # fits in its blocks: the common case
+                planned[req] = n_new
+                budget -= n_new
+                continue
             while not self._grow(req, req.num_computed + n_new):
                 victim = self._victim()
                 if victim in planned:
@@ -248,31 +256,33 @@ class Scheduler:
                 step.preempted += 1
                 if victim is req:
                     break
-            if req.state is RequestState.RUNNING:
+            if req.state is running:
                 planned[req] = n_new
                 budget -= n_new
         if not step.preempted:
             budget = self._admit(now_s, budget, planned)
-        profile = self.profile
-        for req, n_new in planned.items():
-            step.work.append((req, n_new))
-            step.kv_tokens += req.num_computed
-            if req.num_computed >= req.prompt_tokens and n_new == 1:
-                step.decode_seqs += 1
+        work = step.work = list(planned.items())
+        kv_tokens = decode_seqs = prefill_tokens = 0
+        for req, n_new in work:
+            kv_tokens += req.num_computed
+            if n_new == 1 and req.num_computed >= req.prompt_tokens:
+                decode_seqs += 1
             else:
-                step.prefill_tokens += n_new
-        step.duration_s = profile.step_s(step.decode_seqs, step.kv_tokens, step.prefill_tokens)
+                prefill_tokens += n_new
+        step.kv_tokens, step.decode_seqs, step.prefill_tokens = kv_tokens, decode_seqs, prefill_tokens
+        step.duration_s = self.profile.step_s(decode_seqs, kv_tokens, prefill_tokens)
         return step
 
     def complete(self, step: Step, now_s: float) -> list[SimRequest]:
         """Apply STEP: advance KV, sample tokens, finish requests. Returns the requests that got a token."""
         emitted: list[SimRequest] = []
         finished = False
+        running = RequestState.RUNNING
         for req, n_new in step.work:
-            if req.state is not RequestState.RUNNING:  # aborted while the step ran
+            if req.state is not running:  # aborted while the step ran
                 continue
             req.num_computed += n_new
-            if req.num_computed < req.num_tokens:
+            if req.num_computed < req.prompt_tokens + req.num_output:
                 continue  # a prompt chunk, no token yet
             req.num_output += 1
             if req.first_token_s < 0:

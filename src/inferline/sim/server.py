@@ -219,10 +219,8 @@ class _Conn(asyncio.Protocol):
             return
         fmt = self._fmt
         if fmt is not None:
-            payload = fmt.token(req)
-            transport.write(b"%x\r\n%b\r\n" % (len(payload), payload))
+            transport.write(fmt.token(req))  # one HTTP chunk; the last one also ends the body
             if req.finish_reason:
-                transport.write(b"0\r\n\r\n")
                 self._finish()
                 return
         elif req.finish_reason:

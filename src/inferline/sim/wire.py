@@ -49,6 +49,7 @@ _TEXT = (
 _WORDS = _TEXT.split(" ")
 VOCAB = tuple(" " + w for w in _WORDS)
 _VOCAB_JSON = tuple(orjson.dumps(w) for w in VOCAB)
+_VOCAB_LEN = len(VOCAB)
 
 
 def token_index(req: SimRequest, n: int) -> int:
@@ -251,17 +252,23 @@ class StreamFormat:
         self._usage_head = (b"data: " + common + b'"choices":[],"usage":') if call.include_usage else b""
 
     def token(self, req: SimRequest) -> bytes:
-        """The SSE event(s) for REQ's newest token; the last one carries finish_reason, usage and [DONE]."""
-        text = _VOCAB_JSON[token_index(req, req.num_output)]
+        """The SSE event(s) for REQ's newest token, framed as one HTTP chunk. The last one carries
+        finish_reason, usage, [DONE] and the chunked body's terminator."""
+        n = req.num_output
+        text = _VOCAB_JSON[(req.seq * 7 + n) % _VOCAB_LEN]  # token_index(), inlined: this runs per chunk
+        if not req.finish_reason and n != 1:
+            size = len(self._head) + len(text) + len(self._tail)
+            return b"%x\r\n%b%b%b\r\n" % (size, self._head, text, self._tail)
         if not req.finish_reason:
-            out = self._head + text + self._tail
-            return self._first + out if req.num_output == 1 else out
+            out = self._first + self._head + text + self._tail
+            return b"%x\r\n%b\r\n" % (len(out), out)
         out = self._head + text + self._done_tail % req.finish_reason.encode()
         if req.num_output == 1:
             out = self._first + out
         if self._usage_head:
             out += self._usage_head + orjson.dumps(_usage(req)) + b"}\n\n"
-        return out + b"data: [DONE]\n\n"
+        out += b"data: [DONE]\n\n"
+        return b"%x\r\n%b\r\n0\r\n\r\n" % (len(out), out)
 
 
 def _usage(req: SimRequest) -> dict[str, int]:
