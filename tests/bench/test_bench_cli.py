@@ -38,7 +38,7 @@ def test_every_option_has_help() -> None:
                 options += 1
                 assert param.help, f"{cmd.name} {param.opts} has no help text"
     assert options > 40
-    assert set(bench.commands) == {"selftest", "fake-server"}
+    assert set(bench.commands) == {"selftest", "fake-server", "report"}
 
 
 def test_run_writes_json_and_plots(tmp_path: Path, threaded_server: FakeServer) -> None:
@@ -59,6 +59,12 @@ def test_run_writes_json_and_plots(tmp_path: Path, threaded_server: FakeServer) 
     assert len(data["runs"][0]["requests"]) == 30
     assert sorted(p.name for p in plots.iterdir()) == ["latency_cdf.png", "over_time.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots.iterdir())
+    assert "sk-test" not in json.dumps(data["machine"]["argv"])
+
+    again = runner.invoke(root(), ["bench", "report", str(out), "--plots", str(tmp_path / "again")])
+    assert again.exit_code == 0, again.output
+    assert "goodput" in again.output
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["latency_cdf.png", "over_time.png"]
 
 
 def test_sweep_plots_and_table(tmp_path: Path, threaded_server: FakeServer) -> None:
@@ -105,3 +111,10 @@ def test_mounted_in_the_inferline_cli() -> None:
 
     res = runner.invoke(inferline_app, ["bench", "--help"])
     assert res.exit_code == 0 and "--concurrency" in res.output
+
+
+def test_api_key_is_scrubbed_from_recorded_argv() -> None:
+    from inferline.bench.report import _scrub
+
+    argv = ["inferline", "bench", "--api-key", "sk-1", "--api-key=sk-2", "--rate", "1"]
+    assert _scrub(argv) == ["inferline", "bench", "--api-key", "***", "--api-key=***", "--rate", "1"]

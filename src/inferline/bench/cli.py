@@ -126,10 +126,19 @@ def bench(
     ] = 30.0,
     request_timeout: Annotated[
         float,
-        typer.Option(help="Seconds one request may take in all; later it counts as 'timeout'.", min=0.001),
+        typer.Option(
+            help="Seconds one request may take in all; later it counts as 'timeout'.",
+            min=0.001,
+            rich_help_panel=_REQ,
+        ),
     ] = 300.0,
     connect_timeout: Annotated[
-        float, typer.Option(help="Seconds to open a connection; later it counts as 'timeout'.", min=0.001)
+        float,
+        typer.Option(
+            help="Seconds to open a connection; later it counts as 'timeout'.",
+            min=0.001,
+            rich_help_panel=_REQ,
+        ),
     ] = 10.0,
     warmup: Annotated[
         int,
@@ -158,7 +167,7 @@ def bench(
     input_spread: Annotated[
         float,
         typer.Option(
-            help="Width of --input-dist as a fraction of the mean: uniform +-spread, normal sd, lognormal CV",
+            help="Width of --input-dist as a fraction of the mean: uniform +-spread, normal sd, lognormal CV.",
             min=0,
             rich_help_panel=_WORK,
         ),
@@ -246,7 +255,7 @@ def bench(
     slo: Annotated[
         str | None,
         typer.Option(
-            help="SLOs for goodput, e.g. ttft=800ms,tpot=50ms,e2e=10s (units us, ms, s; a bare number is ms)",
+            help="SLOs for goodput, e.g. ttft=800ms,tpot=50ms,e2e=10s (units us, ms, s; a bare number is ms).",
             rich_help_panel=_OUT,
         ),
     ] = None,
@@ -432,26 +441,64 @@ def _fail(console: Console, message: str, code: int) -> NoReturn:
 
 @app.command("selftest")
 def selftest(
-    concurrency: Annotated[int, typer.Option(help="Closed-loop users driving the fake server.", min=1)] = 64,
+    concurrency: Annotated[int, typer.Option(help="Closed-loop users in the bundled mode.", min=1)] = 64,
+    paced_concurrency: Annotated[int, typer.Option(help="Closed-loop users in the paced mode.", min=1)] = 256,
     duration: Annotated[float, typer.Option(help="Seconds per measurement.", min=0.5)] = 5.0,
     tokens: Annotated[str, typer.Option(help="Content chunks per response; a list measures each.")] = "16,256",
+    rate: Annotated[
+        float, typer.Option(help="Also hold this open-loop rate (paced, first chunk count); 0 = skip.", min=0)
+    ] = 1000.0,
     out: Annotated[Path | None, typer.Option(help="Write the measurements as JSON here.", dir_okay=False)] = None,
 ) -> None:
     """Measure the generator's own capacity: req/s and chunks/s it drives against a trivially fast server.
 
-    The fake SSE server runs in a separate process (its own core). Two modes per chunk count:
-    'bundled' (a whole response in one write) and 'paced' (one chunk per stream per 1 ms tick, so
-    every chunk is a separate network read, as with a real engine).
+    The fake SSE server runs in a separate process (its own core). Per chunk count, two modes:
+    'bundled' (a whole response in one write: per-request cost) and 'paced' (one chunk per stream
+    per 1 ms tick, so every chunk is its own network read, as with a real engine).
     """
     from inferline.bench.selftest import measure_capacity, print_capacity
 
     console = Console()
     counts = [int(x) for x in parse_list(tokens, int, "tokens")]
-    rows = run_async(measure_capacity(concurrency=concurrency, duration_s=duration, tokens=counts))
+    rows = run_async(
+        measure_capacity(
+            concurrency=concurrency,
+            paced_concurrency=paced_concurrency,
+            duration_s=duration,
+            tokens=counts,
+            open_rate=rate or None,
+        )
+    )
     print_capacity(rows, console)
     if out is not None:
         out.write_bytes(orjson.dumps(rows, option=orjson.OPT_INDENT_2))
         console.print(f"results: {out}")
+
+
+@app.command("report")
+def report(
+    results: Annotated[Path, typer.Argument(help="A results JSON written by --out.", exists=True, dir_okay=False)],
+    plots: Annotated[
+        Path | None,
+        typer.Option(help="Write the PNG plots here (needs a file written with --save-requests).", file_okay=False),
+    ] = None,
+) -> None:
+    """Print the summary tables of a saved results file again, and redraw its plots."""
+    from inferline.bench.report import load_json, print_report
+
+    console = Console()
+    try:
+        result = load_json(results)
+    except (ValueError, KeyError, TypeError) as exc:
+        _fail(console, f"{results}: not a bench results file ({exc!r})", 2)
+    print_report(result, console)
+    if plots is not None:
+        if not any(r.records for r in result.runs):
+            _fail(console, f"{results} has no per-request timelines: rerun with --save-requests to plot", 2)
+        from inferline.bench.plots import write_plots
+
+        for p in write_plots(result, plots):
+            console.print(f"plot: {p}")
 
 
 @app.command("fake-server")

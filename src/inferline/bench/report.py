@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import platform
 import sys
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,8 @@ from rich.console import Console, Group
 from rich.table import Table
 
 import inferline
+from inferline.bench.config import BenchConfig
+from inferline.bench.record import RequestRecord
 from inferline.bench.runner import BenchResult, RunResult
 
 SEND_LAG_WARN_MS = 10.0  # open loop: p99 of (actual send - scheduled send) above this = generator behind
@@ -46,10 +50,46 @@ def machine_info() -> dict[str, Any]:
             "memory_total_kb": _int_or_none(_proc_field("/proc/meminfo", "MemTotal")),
             "python_implementation": platform.python_implementation(),
             "event_loop": loop,
-            "argv": sys.argv,
+            "argv": _scrub(sys.argv),
         },
         "versions": versions,
     }
+
+
+def _scrub(argv: list[str]) -> list[str]:
+    """argv with the value of --api-key hidden."""
+    out: list[str] = []
+    hide = False
+    for a in argv:
+        if hide:
+            out.append("***")
+            hide = False
+        elif a.startswith("--api-key="):
+            out.append("--api-key=***")
+        else:
+            out.append(a)
+            hide = a == "--api-key"
+    return out
+
+
+def load_json(path: Path) -> BenchResult:
+    """A results file back into a BenchResult (per-request timelines only if saved with them)."""
+    data = orjson.loads(path.read_bytes())
+    cfg = dict(data["config"])
+    cfg.pop("api_key_set", None)
+    cfg["rates"] = [math.inf if r == "inf" else r for r in cfg.get("rates", [])]
+    config = BenchConfig.model_validate(cfg)
+    runs = []
+    for r in data["runs"]:
+        rate = math.inf if r["rate_rps"] == "inf" else r["rate_rps"]
+        records = [RequestRecord.from_json(x) for x in r.get("requests", [])]
+        run = RunResult(rate, r["concurrency"], config.burstiness, records, r["summary"])
+        run.deadline_hit, run.interrupted = r.get("deadline_hit", False), r.get("interrupted", False)
+        runs.append(run)
+    meta = {k: data[k] for k in ("machine", "versions") if k in data}
+    started = datetime.fromisoformat(data["started_at"])
+    finished = datetime.fromisoformat(data.get("finished_at", data["started_at"]))
+    return BenchResult(config, data.get("model", "?"), runs, started, finished, meta)
 
 
 def _proc_field(path: str, key: str) -> str | None:

@@ -24,16 +24,33 @@ PACED_TICK_S = 0.001
 
 
 async def measure_capacity(
-    *, concurrency: int = 64, duration_s: float = 5.0, tokens: list[int] | None = None
+    *,
+    concurrency: int = 64,
+    paced_concurrency: int = 256,
+    duration_s: float = 5.0,
+    tokens: list[int] | None = None,
+    open_rate: float | None = 1000.0,
 ) -> list[dict[str, Any]]:
+    """Closed-loop rows per chunk count and mode, then (optionally) one open-loop row at `open_rate`."""
     rows: list[dict[str, Any]] = []
     for n in tokens or [16, 256]:
-        for mode, tick in (("bundled", None), ("paced", PACED_TICK_S)):
-            rows.append(await _measure(mode, tick, n, concurrency, duration_s))
+        rows.append(await _measure("bundled", None, n, duration_s, concurrency=concurrency))
+        rows.append(await _measure("paced", PACED_TICK_S, n, duration_s, concurrency=paced_concurrency))
+    if open_rate:
+        n = (tokens or [16])[0]
+        rows.append(await _measure("paced", PACED_TICK_S, n, duration_s, rate=open_rate))
     return rows
 
 
-async def _measure(mode: str, tick: float | None, tokens: int, concurrency: int, duration_s: float) -> dict[str, Any]:
+async def _measure(
+    mode: str,
+    tick: float | None,
+    tokens: int,
+    duration_s: float,
+    *,
+    concurrency: int | None = None,
+    rate: float | None = None,
+) -> dict[str, Any]:
     argv = [sys.executable, "-m", "inferline.bench.fakeserver", "--port", "0"]
     if tick is not None:
         argv += ["--tick", str(tick)]
@@ -45,7 +62,8 @@ async def _measure(mode: str, tick: float | None, tokens: int, concurrency: int,
         cfg = BenchConfig(
             url=url,
             model="fake",
-            concurrency=(concurrency,),
+            concurrency=(concurrency,) if concurrency else (),
+            rates=(rate,) if rate else (),
             duration_s=duration_s,
             grace_s=5,
             input=LengthSpec(mean=32),
@@ -66,8 +84,8 @@ async def _measure(mode: str, tick: float | None, tokens: int, concurrency: int,
     done = s["completed"]
     return {
         "mode": mode,
+        "loop": f"open {rate:g} req/s" if rate else f"closed {concurrency} users",
         "tokens_per_response": tokens,
-        "concurrency": concurrency,
         "completed": done,
         "errors": s["errors"],
         "requests_per_s": round(done / dur, 1),
@@ -76,6 +94,7 @@ async def _measure(mode: str, tick: float | None, tokens: int, concurrency: int,
         "server_cpu_ratio": round(server_cpu / wall, 3) if server_cpu >= 0 else None,
         "generator_cpu_us_per_request": round(cpu / done * 1e6, 1) if done else None,
         "generator_cpu_us_per_chunk": round(cpu / chunks * 1e6, 2) if chunks else None,
+        "send_lag_p99_ms": s["send_lag_ms"]["p99"] if rate else None,
         "ttft_p50_ms": s["ttft_ms"]["p50"],
         "itl_p50_ms": s["itl_ms"]["p50"],
         "itl_p99_ms": s["itl_ms"]["p99"],
@@ -97,8 +116,8 @@ def print_capacity(rows: list[dict[str, Any]], console: Console) -> None:
     t = Table(title="load generator capacity against a trivially fast server", header_style="bold")
     cols = (
         ("mode", "mode"),
+        ("load", "loop"),
         ("chunks/resp", "tokens_per_response"),
-        ("users", "concurrency"),
         ("req/s", "requests_per_s"),
         ("chunks/s", "chunks_per_s"),
         ("gen CPU", "generator_cpu_ratio"),
@@ -106,10 +125,11 @@ def print_capacity(rows: list[dict[str, Any]], console: Console) -> None:
         ("gen us/req", "generator_cpu_us_per_request"),
         ("gen us/chunk", "generator_cpu_us_per_chunk"),
         ("ITL p99 ms", "itl_p99_ms"),
+        ("send lag p99 ms", "send_lag_p99_ms"),
     )
     for name, _ in cols:
         t.add_column(name, justify="right")
     for r in rows:
-        t.add_row(*(f"{r[k]:,}" if isinstance(r[k], int | float) else str(r[k]) for _, k in cols))
+        t.add_row(*(f"{r[k]:,}" if isinstance(r[k], int | float) else str(r[k] or "-") for _, k in cols))
     t.caption = "CPU = CPU seconds / wall seconds of each process (1.0 = one core busy)"
     console.print(t)
