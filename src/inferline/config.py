@@ -16,12 +16,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 __all__ = [
+    "AdmissionConfig",
     "BackendConfig",
     "BackendKind",
     "ConfigError",
     "EmbeddedEngineConfig",
     "InferlineConfig",
     "ModelConfig",
+    "QueuePolicy",
     "RoutingConfig",
     "ServerConfig",
     "default_config",
@@ -46,6 +48,10 @@ METRICS_MAX_AGE_S = 2.0
 EJECT_AFTER_FAILURES = 3
 EJECT_COOLDOWN_S = 10.0
 MAX_ATTEMPTS = 3
+QUEUE_MAX_DEPTH = 1024
+QUEUE_TIMEOUT_S = 30.0
+AGING_TOKENS_PER_S = 200.0
+DEFAULT_OUTPUT_TOKENS = 256
 EMBEDDED_PARALLEL = 8
 EMBEDDED_CTX_PER_SLOT = 2048
 
@@ -103,7 +109,11 @@ class BackendConfig(_Section):
         MAX_NUM_SEQS, ge=1, description="The engine's concurrent sequence limit (vLLM --max-num-seqs)."
     )
     kv_admit_ratio: float = Field(
-        KV_ADMIT_RATIO, gt=0, le=1, description="Admission threshold on the engine's KV-cache use."
+        KV_ADMIT_RATIO, gt=0, le=1, description="Dispatch only while the engine's KV-cache use is below this."
+    )
+    scheduling_priority: bool = Field(
+        False,
+        description="The engine runs vLLM --scheduling-policy priority: send each request's computed `priority`.",
     )
     embedded: EmbeddedEngineConfig = Field(
         default_factory=EmbeddedEngineConfig, description="Settings of an embedded engine."
@@ -163,6 +173,44 @@ class RoutingConfig(_Section):
     request_timeout_s: float = Field(REQUEST_TIMEOUT_S, gt=0, description="Total time a request may take.")
 
 
+class QueuePolicy(StrEnum):
+    PRIORITY = "priority"  # shortest estimated token budget first, with aging
+    FCFS = "fcfs"
+
+
+class AdmissionConfig(_Section):
+    queue_max_depth: int = Field(
+        QUEUE_MAX_DEPTH, ge=0, description="Waiting requests per model; beyond it, 429 with Retry-After."
+    )
+    queue_timeout_s: float = Field(
+        QUEUE_TIMEOUT_S, gt=0, description="Longest wait for an engine with room; then 429 queue_timeout."
+    )
+    policy: QueuePolicy = Field(
+        QueuePolicy.PRIORITY, description="priority: smallest token budget first (with aging); fcfs: arrival order."
+    )
+    aging_tokens_per_s: float = Field(
+        AGING_TOKENS_PER_S,
+        gt=0,
+        description="Aging: a request N tokens costlier than another waits at most N / this many seconds longer.",
+    )
+    priority_classes: dict[str, float] = Field(
+        default_factory=lambda: {"interactive": 0.0, "batch": 60.0},
+        description="Class name -> seconds added to the queue key (x-inferline-priority header or per API key).",
+    )
+    default_class: str = Field("interactive", description="Class of requests that name none.")
+    default_output_tokens: int = Field(
+        DEFAULT_OUTPUT_TOKENS,
+        ge=1,
+        description="Expected output when max_tokens is absent, until the model's observed mean replaces it.",
+    )
+
+    @model_validator(mode="after")
+    def _default_class_exists(self) -> AdmissionConfig:
+        if self.default_class not in self.priority_classes:
+            raise ValueError(f"default_class {self.default_class!r} is not in priority_classes")
+        return self
+
+
 class ServerConfig(_Section):
     host: str = Field(DEFAULT_HOST, description="Interface to listen on.")
     port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="Port to listen on.")
@@ -188,6 +236,9 @@ class InferlineConfig(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig, description="Listening, limits on requests, shutdown.")
     routing: RoutingConfig = Field(
         default_factory=RoutingConfig, description="Health checks, load polling, ejection, retries, timeouts."
+    )
+    admission: AdmissionConfig = Field(
+        default_factory=AdmissionConfig, description="KV-aware admission and the token-budget priority queue."
     )
     models: list[ModelConfig] = Field(
         default_factory=lambda: [
@@ -262,7 +313,7 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> I
     for key, value in os.environ.items():
         if key.startswith("INFERLINE_") and "__" in key:
             section, _, field = key[len("INFERLINE_") :].lower().partition("__")
-            if section in ("server", "routing"):
+            if section in ("server", "routing", "admission"):
                 data.setdefault(section, {})[field] = yaml.safe_load(value)
     for dotted, value in (overrides or {}).items():
         section, _, field = dotted.partition(".")

@@ -10,6 +10,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from inferline.config import (
+    AdmissionConfig,
     BackendConfig,
     EmbeddedEngineConfig,
     InferlineConfig,
@@ -21,6 +22,7 @@ from inferline.config import (
 _SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("server", ServerConfig),
     ("routing", RoutingConfig),
+    ("admission", AdmissionConfig),
     ("models[]", ModelConfig),
     ("models[].backends[]", BackendConfig),
     ("models[].backends[].embedded", EmbeddedEngineConfig),

@@ -8,7 +8,9 @@
     │   └── ModelNotFound             404 invalid_request_error / model_not_found
     ├── MethodNotAllowed              405 invalid_request_error
     ├── PayloadTooLarge               413 invalid_request_error
-    ├── RateLimited                   429 rate_limit_error (+ Retry-After)
+    ├── RateLimited                   429 rate_limit_error (+ Retry-After; key limits and budgets)
+    │   ├── QueueFull                 429 the model's wait queue is full
+    │   └── QueueTimeout              429 no engine had room before the queue deadline
     ├── UpstreamError                 502 upstream_error (an engine answered badly; names the backend)
     ├── BackendUnavailable            503 service_unavailable (+ Retry-After; no backend could take it)
     │   └── ShuttingDown              503 (the gateway is draining)
@@ -35,6 +37,8 @@ __all__ = [
     "NotFound",
     "Outcome",
     "PayloadTooLarge",
+    "QueueFull",
+    "QueueTimeout",
     "RateLimited",
     "ShuttingDown",
     "StreamInterrupted",
@@ -54,6 +58,11 @@ class Outcome(StrEnum):
     UNAUTHORIZED = "unauthorized"
     NOT_FOUND = "not_found"
     RATE_LIMITED = "rate_limited"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    CONCURRENCY_LIMITED = "concurrency_limited"
+    QUEUE_FULL = "queue_full"
+    QUEUE_TIMEOUT = "queue_timeout"
+    CACHE_FALLBACK = "cache_fallback"
     NO_BACKEND = "no_backend"
     UPSTREAM_ERROR = "upstream_error"
     UPSTREAM_TIMEOUT = "upstream_timeout"
@@ -134,6 +143,14 @@ class PayloadTooLarge(GatewayError):
 
 class RateLimited(GatewayError):
     status, error_type, default_code, outcome = 429, "rate_limit_error", "rate_limited", Outcome.RATE_LIMITED
+
+
+class QueueFull(RateLimited):
+    default_code, outcome = "queue_full", Outcome.QUEUE_FULL
+
+
+class QueueTimeout(RateLimited):
+    default_code, outcome = "queue_timeout", Outcome.QUEUE_TIMEOUT
 
 
 class UpstreamError(GatewayError):

@@ -126,6 +126,17 @@ class GatewayMetrics:
             registry=r,
         )
 
+        self.queue_depth = Gauge(
+            "inferline_queue_depth", "Requests waiting in the gateway for an engine with room.", ["model"], registry=r
+        )
+        self.queue_time = Histogram(
+            "inferline_queue_time_seconds",
+            "Time a request waited in the gateway's queue before dispatch.",
+            ["model"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+
     def for_model(self, model: str) -> ModelMetrics:
         """Children resolved once: labels() validates and locks on every call, so never per chunk."""
         return ModelMetrics(

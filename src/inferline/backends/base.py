@@ -41,6 +41,8 @@ class Backend(Protocol):
     context_tokens: int | None
     # Request fields this engine cannot act on (the gateway answers 400 for them).
     unsupported_fields: frozenset[str]
+    # Send the computed `priority` (vLLM --scheduling-policy priority); turned off if the engine rejects it.
+    send_priority: bool
 
     @property
     def caps_output_to_context(self) -> bool:

@@ -116,9 +116,7 @@ class LlamaCppEmbeddedBackend(OpenAIHTTPBackend):
 
     async def start(self) -> None:
         # Model loading blocks for a moment (~1 s for SmolLM2): keep it off the event loop.
-        self._server, self.port = await asyncio.to_thread(
-            start_llamacpp_server, self._engine_cfg, self.upstream_model
-        )
+        self._server, self.port = await asyncio.to_thread(start_llamacpp_server, self._engine_cfg, self.upstream_model)
         self.set_base_url(f"http://127.0.0.1:{self.port}")
         log.info(
             "embedded engine %s: llama.cpp on 127.0.0.1:%d, %d slots x %d ctx",

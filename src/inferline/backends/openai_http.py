@@ -72,6 +72,7 @@ class OpenAIHTTPBackend:
         self.max_num_seqs = cfg.max_num_seqs
         self.kv_admit_ratio = cfg.kv_admit_ratio
         self.context_tokens: int | None = None
+        self.send_priority = cfg.scheduling_priority
         self._base = (cfg.url or "").rstrip("/")
         self._routing = routing
         self._api_key = cfg.resolved_api_key()

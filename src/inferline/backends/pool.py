@@ -7,6 +7,7 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from inferline.backends.base import Backend, EngineLoad
@@ -27,6 +28,8 @@ class BackendState:
     ejected_until: float = 0.0
     load: EngineLoad | None = None
     in_flight: int = 0
+    # Dispatched since the last load reading: the engine's counts do not include them yet.
+    dispatched_since_poll: int = 0
     last_error: str = ""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -64,10 +67,7 @@ class BackendState:
     def record_failure(self, error: str, routing: RoutingConfig, metrics: GatewayMetrics) -> None:
         self.consecutive_failures += 1
         self.last_error = error
-        if (
-            self.consecutive_failures >= routing.eject_after_failures
-            and time.monotonic() >= self.ejected_until
-        ):
+        if self.consecutive_failures >= routing.eject_after_failures and time.monotonic() >= self.ejected_until:
             self.ejected_until = time.monotonic() + routing.eject_cooldown_s
             metrics.ejections.labels(self.name).inc()
             metrics.backend_healthy.labels(self.name).set(0)
@@ -95,12 +95,13 @@ class BackendPool:
 
     def __init__(self, config: InferlineConfig, metrics: GatewayMetrics) -> None:
         self._routing = config.routing
+        # Called after every health or load change, so queued requests are dispatched at once.
+        self.on_change: Callable[[], None] = lambda: None
         self._metrics = metrics
         self.by_model: dict[str, list[BackendState]] = {}
         for m in config.models:
             self.by_model[m.name] = [
-                BackendState(backend=build_backend(b, m.name, config.routing), model=m.name)
-                for b in m.backends
+                BackendState(backend=build_backend(b, m.name, config.routing), model=m.name) for b in m.backends
             ]
         self.states = [s for states in self.by_model.values() for s in states]
 
@@ -146,6 +147,7 @@ class BackendPool:
         if not ok:
             s.load = None  # a dead engine's last load must not linger as if current
         self._metrics.backend_healthy.labels(s.name).set(1 if s.ready(time.monotonic()) else 0)
+        self.on_change()
 
     async def _load_loop(self, s: BackendState) -> None:
         while True:
@@ -161,6 +163,7 @@ class BackendPool:
                 load = None
             if load is not None:
                 s.load = load
+                s.dispatched_since_poll = 0
         now = time.monotonic()
         fresh = s.fresh_load(now, self._routing.metrics_max_age_s)
         m = self._metrics
@@ -172,6 +175,7 @@ class BackendPool:
         m.backend_in_flight.labels(s.name).set(s.in_flight)
         m.backend_load_age.labels(s.name).set(now - s.load.observed_at if s.load else math.nan)
         m.backend_healthy.labels(s.name).set(1 if s.ready(now) else 0)
+        self.on_change()
 
     def snapshot(self) -> list[dict[str, object]]:
         now = time.monotonic()

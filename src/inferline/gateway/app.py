@@ -18,6 +18,7 @@ from inferline.backends.pool import BackendPool
 from inferline.config import InferlineConfig
 from inferline.errors import (
     GatewayError,
+    InvalidRequest,
     MethodNotAllowed,
     NotFound,
     Outcome,
@@ -58,11 +59,10 @@ class Gateway:
         self.config = config
         self.metrics = GatewayMetrics()
         self.pool = BackendPool(config, self.metrics)
-        self.router = Router(config, self.pool)
+        self.router = Router(config, self.pool, self.metrics)
+        self.pool.on_change = self.router.dispatch_all
         self.relay = Relay(config.routing, self.metrics, {m.name: m.context_tokens for m in config.models})
-        self._model_metrics: dict[str, ModelMetrics] = {
-            m.name: self.metrics.for_model(m.name) for m in config.models
-        }
+        self._model_metrics: dict[str, ModelMetrics] = {m.name: self.metrics.for_model(m.name) for m in config.models}
         self._active: dict[RequestContext, asyncio.Task[None]] = {}
         self._draining = False
         self._background: list[asyncio.Task[None]] = []
@@ -76,6 +76,7 @@ class Gateway:
             "/ready": _Route(frozenset({"GET"}), self._ready),
             "/metrics": _Route(frozenset({"GET"}), self._metrics),
             "/backends": _Route(frozenset({"GET"}), self._backends),
+            "/queues": _Route(frozenset({"GET"}), self._queues),
         }
 
     # -- ASGI entry ---------------------------------------------------------------------------
@@ -176,12 +177,21 @@ class Gateway:
                 raise ShuttingDown("the gateway is shutting down; retry on another replica", retry_after_s=1)
             raw = await _read_body(scope, receive, self.config.server.max_body_bytes)
             ctx.parsed = parsed = parse_request(raw, kind)
-            targets = self.router.candidates(parsed.model)
+            self.router.chain(parsed.model)  # 404 before anything waits
+            class_offset_s = self._priority_offset(scope)
             self._active[ctx] = task
             watcher = asyncio.create_task(_watch_disconnect(receive, ctx, task))
             in_flight = self._model_metrics[parsed.model].in_flight
             in_flight.inc()
-            await self.relay.serve(ctx, parsed, targets, send, self._model_metrics)
+            cost = parsed.prompt_tokens_estimate + (
+                parsed.max_tokens or self.router.expected_output_tokens(parsed.model)
+            )
+            now = time.monotonic()
+            key = self.router.queues[parsed.model].key(cost, class_offset_s, now)
+            ctx.priority = int(key - now)  # vLLM: lower runs first; same order as our queue
+            target = await self.router.acquire(parsed.model, key)
+            await self.relay.serve(ctx, parsed, target, self.router, send, self._model_metrics)
+            self.router.observe_output(ctx.model, ctx.completion_tokens)
         except GatewayError as exc:
             ctx.error, ctx.outcome = exc, exc.outcome
             if isinstance(exc, StreamInterrupted):
@@ -237,6 +247,22 @@ class Gateway:
                 in_flight.dec()
             account(ctx, self.metrics)
 
+    def _priority_offset(self, scope: Scope) -> float:
+        """The request's priority class (header x-inferline-priority) as seconds added to its queue key."""
+        classes = self.config.admission.priority_classes
+        name = self.config.admission.default_class
+        for header, value in scope["headers"]:
+            if header == b"x-inferline-priority":
+                name = value.decode("latin-1").strip().lower()
+                break
+        offset = classes.get(name)
+        if offset is None:
+            raise InvalidRequest(
+                f"unknown priority class {name!r} in x-inferline-priority; known: {', '.join(sorted(classes))}",
+                param="x-inferline-priority",
+            )
+        return offset
+
     # -- operational endpoints ------------------------------------------------------------------
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
         created = int(time.time())
@@ -280,6 +306,22 @@ class Gateway:
     async def _backends(self, scope: Scope, receive: Receive, send: Send) -> None:
         await _send_json(send, 200, {"backends": self.pool.snapshot()})
 
+    async def _queues(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _send_json(
+            send,
+            200,
+            {
+                "queues": [
+                    {
+                        "model": m,
+                        "waiting": len(q),
+                        "expected_output_tokens": round(self.router.expected_output_tokens(m)),
+                    }
+                    for m, q in self.router.queues.items()
+                ]
+            },
+        )
+
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     for name, value in scope["headers"]:
@@ -312,9 +354,7 @@ async def _watch_disconnect(receive: Receive, ctx: RequestContext, task: asyncio
 
 
 async def _send_json(send: Send, status: int, obj: object) -> None:
-    await send(
-        {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]}
-    )
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": orjson.dumps(obj)})
 
 

@@ -33,6 +33,7 @@ class RequestContext:
     model: str = ""  # the model that served (after fallback)
     backend: str = ""
     attempts: int = 0
+    priority: int = 0  # sent to engines under vLLM's priority scheduling (lower runs first)
     status: int = 0
     outcome: Outcome = Outcome.OK
     error: GatewayError | None = None

@@ -117,8 +117,7 @@ def check_context(parsed: ParsedRequest, context_tokens: int | None, model: str)
         return
     if parsed.max_tokens is not None and parsed.max_tokens > context_tokens:
         raise ContextLengthExceeded(
-            f"`max_tokens` must be <= {context_tokens} (the context length of model {model}); "
-            f"got {parsed.max_tokens}",
+            f"`max_tokens` must be <= {context_tokens} (the context length of model {model}); got {parsed.max_tokens}",
             param="max_tokens",
         )
     # Only certain overflows: even at 2x our estimate's density the prompt would not fit.

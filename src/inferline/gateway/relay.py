@@ -32,7 +32,7 @@ from inferline.types import Send
 
 from .context import ParsedRequest, RequestContext
 from .parse import check_context
-from .route import Target
+from .route import Router, Target
 
 _MAX_UPSTREAM_BODY_BYTES = 32 * 1024 * 1024
 _MAX_ERROR_BODY_BYTES = 64 * 1024
@@ -54,9 +54,13 @@ class _Retryable(Exception):
         self.count_failure = count_failure
 
 
-def upstream_body(parsed: ParsedRequest, upstream_model: str, max_tokens: int | None = None) -> bytes:
+def upstream_body(
+    parsed: ParsedRequest, upstream_model: str, max_tokens: int | None = None, priority: int | None = None
+) -> bytes:
     body = dict(parsed.body)
     body["model"] = upstream_model
+    if priority is not None:
+        body["priority"] = priority
     if max_tokens is not None:
         body["max_tokens"] = max_tokens
         body.pop("max_completion_tokens", None)
@@ -174,9 +178,7 @@ def _chunk_has_token(obj: dict[str, Any]) -> tuple[bool, str | None]:
 
 
 class Relay:
-    def __init__(
-        self, routing: RoutingConfig, metrics: GatewayMetrics, model_contexts: dict[str, int | None]
-    ):
+    def __init__(self, routing: RoutingConfig, metrics: GatewayMetrics, model_contexts: dict[str, int | None]):
         self._routing = routing
         self._metrics = metrics
         self._model_contexts = model_contexts
@@ -185,58 +187,79 @@ class Relay:
         self,
         ctx: RequestContext,
         parsed: ParsedRequest,
-        targets: list[Target],
+        first: Target,
+        router: Router,
         send: Send,
         mm: dict[str, ModelMetrics],
     ) -> None:
+        """Serve from `first` (a slot the queue granted); on a failure before the first token, retry on
+        another backend with room. Every granted slot is released exactly once."""
+        target: Target | None = first
+        tried: set[str] = set()
         last: GatewayError | None = None
-        for target in targets[: self._routing.max_attempts]:
-            state = target.state
-            backend = state.backend
-            _unsupported(parsed, target)
-            context_tokens = self._model_contexts.get(target.model) or backend.context_tokens
-            check_context(parsed, context_tokens, target.model)
-            max_tokens = None
-            if backend.caps_output_to_context and context_tokens:
-                max_tokens = await _fit_output(parsed, backend, context_tokens, target.model)
-            ctx.attempts += 1
-            ctx.backend, ctx.model = backend.name, target.model
-            if ctx.attempts > 1:
-                self._metrics.retries.labels(target.model, backend.name).inc()
-            state.in_flight += 1
+        while target is not None:
+            tried.add(target.state.name)
             try:
-                try:
-                    resp = await backend.post(
-                        parsed.path, upstream_body(parsed, backend.upstream_model, max_tokens)
-                    )
-                except BackendConnectError as exc:
-                    raise _Retryable(
-                        BackendUnavailable(f"backend {backend.name} unreachable: {exc}", retry_after_s=2)
-                    ) from None
-                except TimeoutError as exc:
-                    raise _Retryable(UpstreamTimeout(f"backend {backend.name}: {exc}")) from None
-                if resp.status != 200:
-                    raise await _upstream_error(resp, backend.name)
-                try:
-                    if parsed.stream:
-                        await self._stream(ctx, parsed, resp, send, mm[target.model])
-                    else:
-                        await self._whole(ctx, resp, send)
-                finally:
-                    resp.close()
-                state.record_success()
+                await self._attempt(ctx, parsed, target, send, mm)
                 return
             except _Retryable as exc:
                 last = exc.error
                 if exc.count_failure:
-                    state.record_failure(exc.error.message, self._routing, self._metrics)
-                continue
+                    target.state.record_failure(exc.error.message, self._routing, self._metrics)
+            except StreamInterrupted as exc:
+                target.state.record_failure(exc.message, self._routing, self._metrics)
+                raise
             finally:
-                state.in_flight -= 1
+                router.release(target)
+            target = None
+            if ctx.attempts < self._routing.max_attempts:
+                target = router.retry_target(parsed.model, ctx.model, tried)
+                if target is not None:
+                    self._metrics.retries.labels(target.model, target.state.name).inc()
         assert last is not None
-        if len(targets) > 1 or ctx.attempts > 1:
-            last.message += f" (tried {ctx.attempts} backend(s))"
+        if ctx.attempts > 1:
+            last.message += f" (tried {ctx.attempts} backends)"
         raise last
+
+    async def _attempt(
+        self, ctx: RequestContext, parsed: ParsedRequest, target: Target, send: Send, mm: dict[str, ModelMetrics]
+    ) -> None:
+        state = target.state
+        backend = state.backend
+        _unsupported(parsed, target)
+        context_tokens = self._model_contexts.get(target.model) or backend.context_tokens
+        check_context(parsed, context_tokens, target.model)
+        max_tokens = None
+        if backend.caps_output_to_context and context_tokens:
+            max_tokens = await _fit_output(parsed, backend, context_tokens, target.model)
+        ctx.attempts += 1
+        ctx.backend, ctx.model = backend.name, target.model
+        priority = ctx.priority if backend.send_priority else None
+        try:
+            resp = await backend.post(parsed.path, upstream_body(parsed, backend.upstream_model, max_tokens, priority))
+            if resp.status == 400 and priority is not None:
+                err = await _upstream_error(resp, backend.name)
+                if "priority" not in str(err).lower():
+                    raise err
+                # An engine not started with --scheduling-policy priority: stop sending it, resend once.
+                backend.send_priority = False
+                resp = await backend.post(parsed.path, upstream_body(parsed, backend.upstream_model, max_tokens))
+        except BackendConnectError as exc:
+            raise _Retryable(
+                BackendUnavailable(f"backend {backend.name} unreachable: {exc}", retry_after_s=2)
+            ) from None
+        except TimeoutError as exc:
+            raise _Retryable(UpstreamTimeout(f"backend {backend.name}: {exc}")) from None
+        if resp.status != 200:
+            raise await _upstream_error(resp, backend.name)
+        try:
+            if parsed.stream:
+                await self._stream(ctx, parsed, resp, send, mm[target.model])
+            else:
+                await self._whole(ctx, resp, send)
+        finally:
+            resp.close()
+        state.record_success()
 
     async def _whole(self, ctx: RequestContext, resp: UpstreamResponse, send: Send) -> None:
         try:
@@ -256,9 +279,7 @@ class Relay:
             ctx.finish_reason = choices[0].get("finish_reason")
         ctx.first_token_ns = ctx.last_token_ns = time.monotonic_ns()
         ctx.status = 200
-        await send(
-            {"type": "http.response.start", "status": 200, "headers": _JSON_HEADERS + route_headers(ctx)}
-        )
+        await send({"type": "http.response.start", "status": 200, "headers": _JSON_HEADERS + route_headers(ctx)})
         await send({"type": "http.response.body", "body": raw, "more_body": False})
         ctx.response_complete = True
 
@@ -272,18 +293,12 @@ class Relay:
             try:
                 payload = await anext(events)
             except StopAsyncIteration:
-                raise _Retryable(
-                    UpstreamError(f"backend {ctx.backend} closed the stream before any token")
-                ) from None
+                raise _Retryable(UpstreamError(f"backend {ctx.backend} closed the stream before any token")) from None
             except BackendConnectError as exc:
-                raise _Retryable(
-                    UpstreamError(f"backend {ctx.backend} failed before the first token: {exc}")
-                ) from None
+                raise _Retryable(UpstreamError(f"backend {ctx.backend} failed before the first token: {exc}")) from None
             except TimeoutError:
                 raise _Retryable(
-                    UpstreamTimeout(
-                        f"backend {ctx.backend}: no token within {self._routing.first_token_timeout_s}s"
-                    )
+                    UpstreamTimeout(f"backend {ctx.backend}: no token within {self._routing.first_token_timeout_s}s")
                 ) from None
             if payload == b"[DONE]":
                 raise _Retryable(UpstreamError(f"backend {ctx.backend} ended the stream without any output"))
@@ -310,17 +325,13 @@ class Relay:
             send,
             {"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + route_headers(ctx)},
         )
-        await self._send(
-            ctx, send, {"type": "http.response.body", "body": b"".join(pending), "more_body": True}
-        )
+        await self._send(ctx, send, {"type": "http.response.body", "body": b"".join(pending), "more_body": True})
         # Phase 2: the stream is the client's. One event in, one send out: the client's pace is ours.
         itl = mm.itl
         try:
             async for payload in events:
                 if payload == b"[DONE]":
-                    await self._send(
-                        ctx, send, {"type": "http.response.body", "body": _DONE, "more_body": False}
-                    )
+                    await self._send(ctx, send, {"type": "http.response.body", "body": _DONE, "more_body": False})
                     ctx.response_complete = True
                     if ctx.completion_tokens == 0:
                         ctx.completion_tokens = ctx.content_chunks
@@ -343,9 +354,7 @@ class Relay:
                     send,
                     {"type": "http.response.body", "body": b"data: " + payload + b"\n\n", "more_body": True},
                 )
-            raise StreamInterrupted(
-                f"backend {ctx.backend} closed the stream before [DONE]; the answer is incomplete"
-            )
+            raise StreamInterrupted(f"backend {ctx.backend} closed the stream before [DONE]; the answer is incomplete")
         except BackendConnectError as exc:
             raise StreamInterrupted(
                 f"backend {ctx.backend} failed mid-stream: {exc}; the answer is incomplete"
@@ -397,9 +406,7 @@ def _load(payload: bytes) -> dict[str, Any] | None:
 
 def _event_error(obj: dict[str, Any] | None, backend: str, mid_stream: bool = False) -> GatewayError:
     if obj is None:
-        return (StreamInterrupted if mid_stream else UpstreamError)(
-            f"backend {backend} sent a malformed event"
-        )
+        return (StreamInterrupted if mid_stream else UpstreamError)(f"backend {backend} sent a malformed event")
     err = obj.get("error")
     message = err.get("message") if isinstance(err, dict) else str(err)
     text = f"backend {backend} reported an error: {message}"

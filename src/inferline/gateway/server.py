@@ -35,9 +35,7 @@ class _DrainingServer(uvicorn.Server):
                 for sock in server.sockets:
                     port = sock.getsockname()[1]
             models = ", ".join(m.name for m in self._gateway.config.models)
-            log.info(
-                "serving %s on http://%s:%d/v1 (metrics on /metrics, readiness on /ready)", models, host, port
-            )
+            log.info("serving %s on http://%s:%d/v1 (metrics on /metrics, readiness on /ready)", models, host, port)
             print(f"inferline: ready on http://{host}:{port}/v1", file=sys.stderr, flush=True)
 
 

@@ -1,0 +1,28 @@
+"""admit: may this engine take one more request now? (running < max_num_seqs and KV below threshold)
+
+Fail closed: an engine whose load reading is stale or missing has no room, except backends that never
+report load (remote providers), which are bounded by the gateway's own in-flight count. Between two
+polls the engine cannot have fewer requests than it reported plus what we dispatched since, nor fewer
+than we have in flight on it — so a burst cannot overrun an engine that looked free a moment ago.
+"""
+
+from __future__ import annotations
+
+from inferline.backends.pool import BackendState
+from inferline.config import BackendKind
+
+
+def has_room(state: BackendState, now: float, max_age_s: float) -> bool:
+    if not state.ready(now):
+        return False
+    backend = state.backend
+    seqs = backend.max_num_seqs
+    if backend.kind is BackendKind.OPENAI:
+        return state.in_flight < seqs
+    load = state.fresh_load(now, max_age_s)
+    if load is None:
+        return False
+    if load.kv_cache_usage_ratio is not None and load.kv_cache_usage_ratio >= backend.kv_admit_ratio:
+        return False
+    effective = max(load.running + load.waiting + state.dispatched_since_poll, state.in_flight)
+    return effective < seqs
