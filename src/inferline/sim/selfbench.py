@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -30,6 +30,7 @@ class Result:
     chunks: int
     wall_s: float
     sim_cpu_s: float
+    client_cpu_s: float
 
     def line(self, concurrency: int, max_tokens: int) -> str:
         per_chunk_us = self.sim_cpu_s / self.chunks * 1e6 if self.chunks else float("nan")
@@ -37,7 +38,7 @@ class Result:
         return (
             f"concurrency {concurrency:4d}  max_tokens {max_tokens:4d}  "
             f"{self.requests / self.wall_s:8.0f} req/s  {self.chunks / self.wall_s:9.0f} chunks/s  "
-            f"sim CPU {self.sim_cpu_s / self.wall_s * 100:5.1f}%  "
+            f"CPU sim {self.sim_cpu_s / self.wall_s * 100:3.0f}% client {self.client_cpu_s / self.wall_s * 100:3.0f}%  "
             f"{per_chunk_us:6.2f} us/chunk  {per_req_us:7.1f} us/request"
         )
 
@@ -48,21 +49,43 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class _Client(asyncio.Protocol):
+    """One closed-loop keep-alive connection: send, read to the end of the chunked body, repeat."""
+
+    def __init__(self, request: bytes, stop_at: float, counts: list[int], done: asyncio.Future[None]) -> None:
+        self.request, self.stop_at, self.counts, self.done = request, stop_at, counts, done
+        self.transport: asyncio.Transport | None = None
+        self.tail = b""
+        self.chunks = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks += data.count(b'"delta":{"content":" ')
+        self.tail = (self.tail + data)[-len(_END) :]
+        if self.tail != _END:
+            return
+        self.counts[0] += 1
+        self.counts[1] += self.chunks
+        self.chunks, self.tail = 0, b""
+        assert self.transport is not None
+        if time.monotonic() < self.stop_at:
+            self.transport.write(self.request)
+        else:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
 async def _worker(port: int, request: bytes, stop_at: float, counts: list[int]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        while time.monotonic() < stop_at:
-            writer.write(request)
-            buf = bytearray()
-            while not buf.endswith(_END):
-                data = await reader.read(65536)
-                if not data:
-                    raise ConnectionError("simulator closed the connection")
-                buf += data
-            counts[0] += 1
-            counts[1] += buf.count(b'"delta":{"content":" ')
-    finally:
-        writer.close()
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    await loop.create_connection(lambda: _Client(request, stop_at, counts, done), "127.0.0.1", port)
+    await done
 
 
 async def _measure(port: int, pid: int, concurrency: int, max_tokens: int, duration_s: float) -> Result:
@@ -79,11 +102,12 @@ async def _measure(port: int, pid: int, concurrency: int, max_tokens: int, durat
         b"content-length: %d\r\n\r\n%b" % (len(body), body)
     )
     counts = [0, 0]
-    cpu0, t0 = _cpu_s(pid), time.monotonic()
+    me = os.getpid()
+    cpu0, mine0, t0 = _cpu_s(pid), _cpu_s(me), time.monotonic()
     stop_at = t0 + duration_s
     await asyncio.gather(*(_worker(port, request, stop_at, counts) for _ in range(concurrency)))
-    wall, cpu = time.monotonic() - t0, _cpu_s(pid) - cpu0
-    return Result(counts[0], counts[1], wall, cpu)
+    wall, cpu, mine = time.monotonic() - t0, _cpu_s(pid) - cpu0, _cpu_s(me) - mine0
+    return Result(counts[0], counts[1], wall, cpu, mine)
 
 
 def main(argv: list[str] | None = None) -> None:
