@@ -354,10 +354,23 @@ def execute(cfg: BenchConfig, console: Console, *, show_progress: bool = True) -
         with _ProgressView(console, enabled=show_progress) as view:
             return await run_bench(cfg, on_progress=view.update, stop=stop)
 
+    _raise_open_files_limit()
     try:
         return run_async(main())
     except BenchError as exc:
         _fail(console, str(exc), 1)
+
+
+def _raise_open_files_limit() -> None:
+    """One socket a request in flight: lift the soft open-files limit to the hard one."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 1 << 20), hard))
+    except (ImportError, ValueError, OSError):
+        pass
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
