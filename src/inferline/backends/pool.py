@@ -30,6 +30,7 @@ class BackendState:
     in_flight: int = 0
     # Dispatched since the last load reading: the engine's counts do not include them yet.
     dispatched_since_poll: int = 0
+    completed_since_poll: int = 0
     last_error: str = ""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -163,7 +164,7 @@ class BackendPool:
                 load = None
             if load is not None:
                 s.load = load
-                s.dispatched_since_poll = 0
+                s.dispatched_since_poll = s.completed_since_poll = 0
         now = time.monotonic()
         fresh = s.fresh_load(now, self._routing.metrics_max_age_s)
         m = self._metrics

@@ -2,8 +2,8 @@
 
 Fail closed: an engine whose load reading is stale or missing has no room, except backends that never
 report load (remote providers), which are bounded by the gateway's own in-flight count. Between two
-polls the engine cannot have fewer requests than it reported plus what we dispatched since, nor fewer
-than we have in flight on it — so a burst cannot overrun an engine that looked free a moment ago.
+polls the engine's count is taken as its reading plus what we dispatched since minus what finished
+since, and never fewer than we have in flight on it — so a burst cannot overrun an engine that looked free a moment ago.
 """
 
 from __future__ import annotations
@@ -24,5 +24,6 @@ def has_room(state: BackendState, now: float, max_age_s: float) -> bool:
         return False
     if load.kv_cache_usage_ratio is not None and load.kv_cache_usage_ratio >= backend.kv_admit_ratio:
         return False
-    effective = max(load.running + load.waiting + state.dispatched_since_poll, state.in_flight)
+    since_poll = state.dispatched_since_poll - state.completed_since_poll
+    effective = max(load.running + load.waiting + since_poll, state.in_flight)
     return effective < seqs

@@ -130,6 +130,7 @@ class ModelQueue:
 
     def release(self, state: BackendState) -> None:
         state.in_flight -= 1
+        state.completed_since_poll += 1
         self.dispatch()
 
     def dispatch(self) -> None:

@@ -1,0 +1,109 @@
+"""Overload end to end: a saturated (simulated) engine, a burst, and nothing lost.
+
+The engine is `inferline sim` (a simulator, named so): two CPU cores cannot saturate a real engine in a
+controlled way, the simulator can (max_num_seqs=2, ~10 ms per token like the embedded engine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from conftest import INFERLINE, Proc, free_port, start_gateway, start_process
+
+QUEUE_TIMEOUT_S = 3.0
+
+
+@pytest.fixture(scope="module")
+def saturated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, Proc]]:
+    tmp = tmp_path_factory.mktemp("admission")
+    port = free_port()
+    sim = start_process(
+        [INFERLINE, "sim", "--port", str(port), "--profile", "cpu-smollm2", "--max-num-seqs", "2"],
+        f"http://127.0.0.1:{port}",
+        "/health",
+        tmp / "sim.log",
+    )
+    gw = start_gateway(
+        tmp,
+        {
+            "routing": {"load_interval_s": 0.05},
+            "admission": {"queue_max_depth": 3, "queue_timeout_s": QUEUE_TIMEOUT_S},
+            "models": [
+                {"name": "smollm2", "backends": [{"name": "sim-0", "kind": "vllm", "url": sim.url, "max_num_seqs": 2}]}
+            ],
+        },
+    )
+    yield sim, gw
+    gw.stop()
+    sim.stop()
+
+
+async def test_burst_is_queued_then_rejected_with_retry_after_none_lost(saturated: tuple[Proc, Proc]) -> None:
+    sim, gw = saturated
+    body = {"model": "smollm2", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 150}
+    peak = 0.0
+    done = False
+
+    async def watch() -> None:
+        nonlocal peak
+        async with httpx.AsyncClient() as c:
+            while not done:
+                r = await c.get(sim.url + "/metrics")
+                for line in r.text.splitlines():
+                    if line.startswith("vllm:num_requests_running"):
+                        peak = max(peak, float(line.rsplit(" ", 1)[1]))
+                await asyncio.sleep(0.02)
+
+    watcher = asyncio.create_task(watch())
+    started = time.monotonic()
+    async with httpx.AsyncClient(timeout=60) as client:
+        results = await asyncio.gather(
+            *(client.post(gw.base_url + "/chat/completions", json=body) for _ in range(10)), return_exceptions=True
+        )
+    elapsed = time.monotonic() - started
+    done = True
+    await watcher
+
+    assert all(isinstance(r, httpx.Response) for r in results), results
+    responses = [r for r in results if isinstance(r, httpx.Response)]
+    statuses = sorted(r.status_code for r in responses)
+    assert set(statuses) <= {200, 429}, statuses
+    ok = [r for r in responses if r.status_code == 200]
+    rejected = [r for r in responses if r.status_code == 429]
+    assert len(ok) >= 2
+    codes = {r.json()["error"]["code"] for r in rejected}
+    assert "queue_full" in codes, "3 wait, the rest of the burst is turned away at once"
+    for r in rejected:
+        assert int(r.headers["retry-after"]) >= 1
+        assert r.json()["error"]["message"]
+    for r in ok:
+        assert r.json()["usage"]["completion_tokens"] == 150
+    assert elapsed < QUEUE_TIMEOUT_S + 10, "nobody waits past the queue deadline"
+    assert peak <= 2, f"the engine never ran more than max_num_seqs: peak {peak}"
+    async with httpx.AsyncClient() as c:
+        queues = (await c.get(gw.url + "/queues")).json()["queues"]
+    assert queues[0]["waiting"] == 0
+
+
+def test_unknown_priority_class_is_400(saturated: tuple[Proc, Proc]) -> None:
+    _, gw = saturated
+    r = httpx.post(
+        gw.base_url + "/chat/completions",
+        json={"model": "smollm2", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2},
+        headers={"x-inferline-priority": "urgent!!"},
+        timeout=10,
+    )
+    assert r.status_code == 400
+    assert r.json()["error"]["param"] == "x-inferline-priority"
+    ok = httpx.post(
+        gw.base_url + "/chat/completions",
+        json={"model": "smollm2", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2},
+        headers={"x-inferline-priority": "batch"},
+        timeout=30,
+    )
+    assert ok.status_code == 200
