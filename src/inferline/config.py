@@ -171,6 +171,22 @@ class RoutingConfig(_Section):
         FIRST_TOKEN_TIMEOUT_S, gt=0, description="Engine time to the response headers / first byte."
     )
     request_timeout_s: float = Field(REQUEST_TIMEOUT_S, gt=0, description="Total time a request may take.")
+    prefix_affinity: bool = Field(
+        True, description="Send requests sharing a long prompt prefix to the engine that served it (prefix cache)."
+    )
+    affinity_prefix_bytes: int = Field(
+        2048, ge=64, description="How much of the prompt's start (bytes of message text) identifies its prefix."
+    )
+    affinity_min_bytes: int = Field(
+        512, ge=0, description="Prompts shorter than this get no affinity (little to gain from a prefix cache)."
+    )
+    affinity_max_load_gap: float = Field(
+        0.25,
+        ge=0,
+        description="Load-gated affinity: keep the prefix's engine only while its load score is at most this much "
+        "above the least-loaded engine's (score ~ KV use + queued/max_num_seqs).",
+    )
+    affinity_entries: int = Field(10000, ge=1, description="Prefixes remembered (LRU); bounds memory.")
 
 
 class QueuePolicy(StrEnum):

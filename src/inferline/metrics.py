@@ -126,6 +126,21 @@ class GatewayMetrics:
             registry=r,
         )
 
+        self.backend_circuit = Gauge(
+            "inferline_backend_circuit_state",
+            "Circuit breaker per backend: 0 closed, 1 half-open (one trial request), 2 open (ejected).",
+            ["backend"],
+            registry=r,
+        )
+        self.affinity = Gauge(
+            "inferline_prefix_affinity_entries", "Prompt prefixes remembered for affinity routing.", registry=r
+        )
+        self.affinity_decisions = Counter(
+            "inferline_prefix_affinity_decisions",
+            "Affinity routing decisions: hit (went to the prefix's engine), overloaded (it was too busy), new.",
+            ["result"],
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "inferline_queue_depth", "Requests waiting in the gateway for an engine with room.", ["model"], registry=r
         )

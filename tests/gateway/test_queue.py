@@ -29,7 +29,7 @@ def _state(seqs: int = 1, kv: float = 0.0, running: int = 0, age_s: float = 0.0)
 
 
 def _queue(state: BackendState, **cfg: Any) -> ModelQueue:
-    def pick(room: list[BackendState], now: float, affinity: str | None) -> BackendState | None:
+    def pick(room: list[BackendState], now: float, affinity: bytes | None) -> BackendState | None:
         return room[0] if room else None
 
     return ModelQueue("m", [state], AdmissionConfig(**cfg), 2.0, GatewayMetrics(), pick)
@@ -123,3 +123,17 @@ async def test_cancelled_waiter_never_leaks_a_slot() -> None:
     with pytest.raises(asyncio.CancelledError):
         await waiter
     assert state.in_flight == 0
+
+
+def test_half_open_circuit_allows_one_trial_at_a_time() -> None:
+    state = _state(seqs=4)
+    state.eject_after_failures = 2
+    state.consecutive_failures = 2  # cool-down over (ejected_until in the past), failures not cleared
+    now = time.monotonic()
+    assert state.circuit(now) == "half_open"
+    assert has_room(state, now, 2.0)
+    state.in_flight = 1
+    assert not has_room(state, now, 2.0), "a trial is in flight"
+    state.in_flight = 0
+    state.record_success()
+    assert state.circuit(now) == "closed"

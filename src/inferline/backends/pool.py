@@ -16,6 +16,8 @@ from inferline.metrics import GatewayMetrics
 
 log = logging.getLogger("inferline.pool")
 
+_CIRCUIT_VALUE = {"closed": 0, "half_open": 1, "open": 2}
+
 
 @dataclass(slots=True)
 class BackendState:
@@ -38,8 +40,20 @@ class BackendState:
     def name(self) -> str:
         return self.backend.name
 
+    # Circuit breaker: closed (normal) -> open (ejected for the cool-down after N consecutive failures)
+    # -> half-open (cool-down over, failures not yet cleared: one trial request at a time) -> closed on
+    # its success, open again on its failure.
+    eject_after_failures: int = 3
+
     def ready(self, now: float) -> bool:
         return self.healthy and now >= self.ejected_until
+
+    def circuit(self, now: float) -> str:
+        if now < self.ejected_until:
+            return "open"
+        if self.consecutive_failures >= self.eject_after_failures:
+            return "half_open"
+        return "closed"
 
     def fresh_load(self, now: float, max_age_s: float) -> EngineLoad | None:
         load = self.load
@@ -102,7 +116,12 @@ class BackendPool:
         self.by_model: dict[str, list[BackendState]] = {}
         for m in config.models:
             self.by_model[m.name] = [
-                BackendState(backend=build_backend(b, m.name, config.routing), model=m.name) for b in m.backends
+                BackendState(
+                    backend=build_backend(b, m.name, config.routing),
+                    model=m.name,
+                    eject_after_failures=config.routing.eject_after_failures,
+                )
+                for b in m.backends
             ]
         self.states = [s for states in self.by_model.values() for s in states]
 
@@ -176,6 +195,7 @@ class BackendPool:
         m.backend_in_flight.labels(s.name).set(s.in_flight)
         m.backend_load_age.labels(s.name).set(now - s.load.observed_at if s.load else math.nan)
         m.backend_healthy.labels(s.name).set(1 if s.ready(now) else 0)
+        m.backend_circuit.labels(s.name).set(_CIRCUIT_VALUE[s.circuit(now)])
         self.on_change()
 
     def snapshot(self) -> list[dict[str, object]]:
@@ -192,6 +212,7 @@ class BackendPool:
                     "ready": s.ready(now),
                     "ejected_for_s": round(max(0.0, s.ejected_until - now), 2),
                     "consecutive_failures": s.consecutive_failures,
+                    "circuit": s.circuit(now),
                     "running": fresh.running if fresh else None,
                     "waiting": fresh.waiting if fresh else None,
                     "kv_cache_usage_ratio": fresh.kv_cache_usage_ratio if fresh else None,

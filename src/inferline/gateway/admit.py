@@ -15,6 +15,8 @@ from inferline.config import BackendKind
 def has_room(state: BackendState, now: float, max_age_s: float) -> bool:
     if not state.ready(now):
         return False
+    if state.circuit(now) == "half_open" and state.in_flight > 0:
+        return False  # one trial request at a time until the breaker closes again
     backend = state.backend
     seqs = backend.max_num_seqs
     if backend.kind is BackendKind.OPENAI:

@@ -25,6 +25,7 @@ from inferline.errors import (
     PayloadTooLarge,
     ShuttingDown,
     StreamInterrupted,
+    UpstreamTimeout,
     error_body,
     error_headers,
 )
@@ -189,8 +190,9 @@ class Gateway:
             now = time.monotonic()
             key = self.router.queues[parsed.model].key(cost, class_offset_s, now)
             ctx.priority = int(key - now)  # vLLM: lower runs first; same order as our queue
-            target = await self.router.acquire(parsed.model, key)
-            await self.relay.serve(ctx, parsed, target, self.router, send, self._model_metrics)
+            async with asyncio.timeout(self.config.routing.request_timeout_s):
+                target = await self.router.acquire(parsed.model, key, self.router.prefix_key(parsed.body))
+                await self.relay.serve(ctx, parsed, target, self.router, send, self._model_metrics)
             self.router.observe_output(ctx.model, ctx.completion_tokens)
         except GatewayError as exc:
             ctx.error, ctx.outcome = exc, exc.outcome
@@ -202,6 +204,18 @@ class Gateway:
             else:
                 ctx.status = exc.status
                 await _send_error(send, exc, request_id=ctx.request_id)
+        except TimeoutError:
+            exc3 = UpstreamTimeout(
+                f"the request exceeded routing.request_timeout_s ({self.config.routing.request_timeout_s:.0f}s)",
+                backend=ctx.backend or None,
+            )
+            ctx.error, ctx.outcome = exc3, exc3.outcome
+            with contextlib.suppress(Exception):
+                if ctx.response_started:
+                    await end_stream_with_error(ctx, send, exc3)
+                else:
+                    ctx.status = exc3.status
+                    await _send_error(send, exc3, request_id=ctx.request_id)
         except _ClientGone:
             ctx.outcome = Outcome.CLIENT_CANCELLED
             ctx.status = 499

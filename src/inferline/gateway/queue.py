@@ -32,7 +32,7 @@ class _Waiter:
     key: float
     seq: int
     future: asyncio.Future[BackendState] = field(compare=False)
-    affinity: str | None = field(compare=False, default=None)
+    affinity: bytes | None = field(compare=False, default=None)
 
 
 class ModelQueue:
@@ -45,7 +45,7 @@ class ModelQueue:
         cfg: AdmissionConfig,
         max_age_s: float,
         metrics: GatewayMetrics,
-        pick: Callable[[list[BackendState], float, str | None], BackendState | None],
+        pick: Callable[[list[BackendState], float, bytes | None], BackendState | None],
     ) -> None:
         self.model = model
         self._states = states
@@ -73,7 +73,7 @@ class ModelQueue:
     def _with_room(self, now: float) -> list[BackendState]:
         return [s for s in self._states if has_room(s, now, self._max_age_s)]
 
-    async def acquire(self, key: float, affinity: str | None = None) -> BackendState:
+    async def acquire(self, key: float, affinity: bytes | None = None) -> BackendState:
         """Wait for a backend with room; the caller owns one in-flight slot on it until release()."""
         now = time.monotonic()
         if not self._heap:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from inferline.backends.pool import BackendPool, BackendState
 from inferline.config import InferlineConfig
@@ -28,6 +31,10 @@ class Target:
 class Router:
     def __init__(self, config: InferlineConfig, pool: BackendPool, metrics: GatewayMetrics) -> None:
         self._max_age_s = config.routing.metrics_max_age_s
+        self._routing = config.routing
+        self._metrics = metrics
+        # prefix key -> backend name that served it last (bounded LRU)
+        self._affinity: OrderedDict[bytes, str] = OrderedDict()
         self._chains = {m.name: [m.name, *m.fallback] for m in config.models}
         self._rng = random.Random()
         self.queues = {
@@ -44,12 +51,52 @@ class Router:
             )
         return chain
 
-    def pick(self, room: list[BackendState], now: float, affinity: str | None) -> BackendState | None:
-        """Least-loaded backend among those with room (KV use + queue, local in-flight as a floor)."""
+    def pick(self, room: list[BackendState], now: float, affinity: bytes | None) -> BackendState | None:
+        """Least-loaded backend among those with room; the prefix's engine instead while not much busier.
+
+        Load-gated affinity: a prefix sticks to the engine whose prefix cache holds it only while that
+        engine's score is within `affinity_max_load_gap` of the best, so one engine never takes every miss.
+        """
         if not room:
             return None
-        scored = [(round(s.score(now, self._max_age_s) / _TIE_EPSILON), self._rng.random(), s) for s in room]
-        return min(scored, key=lambda t: (t[0], t[1]))[2]
+        scores = {s.name: s.score(now, self._max_age_s) for s in room}
+        best = min(room, key=lambda s: (round(scores[s.name] / _TIE_EPSILON), self._rng.random()))
+        if affinity is None:
+            return best
+        chosen = best
+        previous = self._affinity.get(affinity)
+        if previous is None:
+            result = "new"
+        elif previous in scores and scores[previous] <= scores[best.name] + self._routing.affinity_max_load_gap:
+            chosen = next(s for s in room if s.name == previous)
+            result = "hit"
+        else:
+            result = "overloaded" if previous in scores else "new"
+        self._affinity[affinity] = chosen.name
+        self._affinity.move_to_end(affinity)
+        if len(self._affinity) > self._routing.affinity_entries:
+            self._affinity.popitem(last=False)
+        self._metrics.affinity_decisions.labels(result).inc()
+        self._metrics.affinity.set(len(self._affinity))
+        return chosen
+
+    def prefix_key(self, body: dict[str, Any]) -> bytes | None:
+        """Identity of a prompt's shared prefix: a hash of its first affinity_prefix_bytes of text."""
+        if not self._routing.prefix_affinity:
+            return None
+        if "messages" in body:
+            parts = []
+            for m in body["messages"]:
+                content = m.get("content")
+                parts.append(f"{m.get('role')}\x00{content}")
+            text = "\x01".join(parts)
+        elif isinstance(body.get("prompt"), str):
+            text = body["prompt"]
+        else:
+            return None
+        if len(text) < self._routing.affinity_min_bytes:
+            return None
+        return hashlib.blake2b(text[: self._routing.affinity_prefix_bytes].encode(), digest_size=16).digest()
 
     def expected_output_tokens(self, model: str) -> float:
         return self._expected_output[model]
@@ -60,7 +107,7 @@ class Router:
             old = self._expected_output[model]
             self._expected_output[model] = old + _OUTPUT_EWMA_WEIGHT * (completion_tokens - old)
 
-    async def acquire(self, model: str, key: float, affinity: str | None = None) -> Target:
+    async def acquire(self, model: str, key: float, affinity: bytes | None = None) -> Target:
         """The first model of the chain with a healthy backend queues the request (fallback = no healthy one)."""
         chain = self.chain(model)
         now = time.monotonic()
