@@ -19,6 +19,7 @@ __all__ = [
     "AdmissionConfig",
     "BackendConfig",
     "BackendKind",
+    "Balancer",
     "ConfigError",
     "EmbeddedEngineConfig",
     "InferlineConfig",
@@ -151,6 +152,11 @@ class ModelConfig(_Section):
     )
 
 
+class Balancer(StrEnum):
+    LEAST_LOADED = "least_loaded"
+    ROUND_ROBIN = "round_robin"
+
+
 class RoutingConfig(_Section):
     health_interval_s: float = Field(HEALTH_INTERVAL_S, gt=0, description="Active health check period.")
     load_interval_s: float = Field(
@@ -171,6 +177,10 @@ class RoutingConfig(_Section):
         FIRST_TOKEN_TIMEOUT_S, gt=0, description="Engine time to the response headers / first byte."
     )
     request_timeout_s: float = Field(REQUEST_TIMEOUT_S, gt=0, description="Total time a request may take.")
+    balancer: Balancer = Field(
+        Balancer.LEAST_LOADED,
+        description="least_loaded: lowest KV use + queue (default); round_robin: rotate (a baseline for benchmarks).",
+    )
     prefix_affinity: bool = Field(
         True, description="Send requests sharing a long prompt prefix to the engine that served it (prefix cache)."
     )

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from inferline.backends.pool import BackendPool, BackendState
-from inferline.config import InferlineConfig
+from inferline.config import Balancer, InferlineConfig
 from inferline.errors import BackendUnavailable, ModelNotFound
 from inferline.metrics import GatewayMetrics
 
@@ -32,6 +32,7 @@ class Router:
     def __init__(self, config: InferlineConfig, pool: BackendPool, metrics: GatewayMetrics) -> None:
         self._max_age_s = config.routing.metrics_max_age_s
         self._routing = config.routing
+        self._rr = 0
         self._metrics = metrics
         # prefix key -> backend name that served it last (bounded LRU)
         self._affinity: OrderedDict[bytes, str] = OrderedDict()
@@ -59,6 +60,9 @@ class Router:
         """
         if not room:
             return None
+        if self._routing.balancer is Balancer.ROUND_ROBIN:
+            self._rr += 1
+            return room[self._rr % len(room)]
         scores = {s.name: s.score(now, self._max_age_s) for s in room}
         best = min(room, key=lambda s: (round(scores[s.name] / _TIE_EPSILON), self._rng.random()))
         if affinity is None:
