@@ -320,6 +320,11 @@ export class CompletionStream implements AsyncIterableIterator<string> {
         }
         throw makeStatusError(res.status, text, res.headers);
       }
+      const type = res.headers.get('content-type') ?? '';
+      if (type.includes('application/json')) {
+        await res.body?.cancel().catch(() => undefined);
+        throw new StreamError('protocol', `expected an event stream, got ${type} (does the server support stream: true?)`);
+      }
       if (res.body === null) throw new StreamError('protocol', 'the response has no body');
       reader = res.body.getReader();
 
@@ -359,6 +364,9 @@ export class CompletionStream implements AsyncIterableIterator<string> {
           this.deltas += 1;
           this.text += text;
           yield text;
+          // The caller's signal or the total deadline may have fired while the consumer held this
+          // delta: stop before handing out more of what was already parsed.
+          if (this.#lifeCause !== null) throw this.#causeError(this.#lifeCause);
         }
         events.length = 0;
         if (eof) throw new StreamError('truncated', 'the stream ended without data: [DONE]');

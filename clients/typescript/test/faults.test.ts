@@ -405,6 +405,22 @@ describe('cancellation', () => {
     assert.ok(await until(() => s.closedEarly === 1, 500));
   });
 
+  test('an abort while the consumer holds a delta stops before the rest of that network read', async () => {
+    const s = await serve((_req, res) => {
+      sseHeaders(res);
+      res.write(Array.from({ length: 10 }, (_, i) => chunk(`d${i}`)).join('')); // one write, ten deltas
+    });
+    const ac = new AbortController();
+    const got: string[] = [];
+    await assert.rejects(async () => {
+      for await (const d of client(s).stream({ messages: msgs, signal: ac.signal })) {
+        got.push(d);
+        ac.abort();
+      }
+    }, AbortError);
+    assert.deepEqual(got, ['d0']);
+  });
+
   test('an already aborted signal sends nothing; an abort during backoff wakes at once', async () => {
     const s = await serve((_req, res) => json(res, 503, { error: { message: 'busy' } }, { 'retry-after': '30' }));
     await collectError(client(s).stream({ messages: msgs, signal: AbortSignal.abort() }), AbortError);
@@ -454,6 +470,38 @@ describe('request and response', () => {
     assert.deepEqual([done.finishReason, done.backend, done.model, done.usage?.completion_tokens, done.attempts], ['length', null, null, 2, 1]);
     assert.equal(s.requests[1]!.body['prompt'], 'Once');
     assert.equal(s.requests[1]!.body['model'], 'other');
+  });
+});
+
+describe('protocol', () => {
+  test('a JSON answer to a streaming request is a protocol error, not retried', async () => {
+    const s = await serve((_req, res) => json(res, 200, { choices: [{ message: { content: 'hi' } }] }));
+    const { err } = await collectError(client(s).stream({ messages: msgs }), StreamError);
+    assert.equal(err.kind, 'protocol');
+    assert.equal(s.requests.length, 1);
+  });
+
+  test('malformed JSON in an event is a protocol error with the partial text', async () => {
+    const s = await serve((_req, res) => {
+      sseHeaders(res);
+      res.end(chunk('ok') + 'data: {not json\n\n');
+    });
+    const { err } = await collectError(client(s).stream({ messages: msgs }), StreamError);
+    assert.deepEqual([err.kind, err.partialText], ['protocol', 'ok']);
+  });
+
+  test('events split across network reads at any byte are reassembled (multi-byte UTF-8 too)', async () => {
+    const words = ['héllo', ' wörld', ' 你好', ' 🙂'];
+    const s = await serve(async (_req, res) => {
+      sseHeaders(res);
+      const bytes = Buffer.from(fullStream(words));
+      for (let i = 0; i < bytes.length; i += 7) {
+        res.write(bytes.subarray(i, i + 7));
+        await delay(1);
+      }
+      res.end();
+    });
+    assert.deepEqual(await collect(client(s).stream({ messages: msgs })), words);
   });
 });
 
