@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from inferline.limits.config import CACHE_MAX_ENTRY_BYTES, CACHE_TIMEOUT_S, CACHE_TTL_S, CacheConfig
+from inferline.limits.redis import redacted_url
 
 __all__ = ["RedisResponseCache"]
 
@@ -36,7 +37,7 @@ class RedisResponseCache:
         self._ttl_ms = max(1, int(ttl_s * 1000))
         self._max_entry_bytes = max_entry_bytes
         self._timeout_s = timeout_s
-        self._where = url.split("@")[-1]
+        self._where = redacted_url(url)
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=MAX_CONNECTIONS,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from .base import (
@@ -28,18 +28,16 @@ from .config import CONCURRENCY_LEASE_S, KeyLimits
 
 __all__ = ["MemoryLimitStore"]
 
-_PURGE_EVERY = 1024  # reservations between sweeps of expired leases when no max_concurrent forces one
-
 
 @dataclass(slots=True)
 class _KeyState:
     log: deque[tuple[int, str]] = field(default_factory=deque)  # (admitted at ms, reservation id), oldest first
     amounts: dict[str, int] = field(default_factory=dict)  # id -> tokens charged in the minute window
     token_sum: int = 0
-    leases: dict[str, int] = field(default_factory=dict)  # id -> lease expiry ms (the "open" marker)
+    # id -> lease expiry ms, in expiry order (the lease is constant); the "open" marker reconcile removes.
+    leases: OrderedDict[str, int] = field(default_factory=OrderedDict)
     days: dict[int, int] = field(default_factory=dict)  # UTC day number -> tokens charged
     months: dict[int, int] = field(default_factory=dict)  # yyyymm -> tokens charged
-    since_purge: int = 0
 
 
 class MemoryLimitStore:
@@ -81,11 +79,12 @@ class MemoryLimitStore:
         while log and log[0][0] <= cutoff:
             _, old = log.popleft()
             st.token_sum -= st.amounts.pop(old, 0)
-        st.since_purge += 1
-        if (cc is not None and len(st.leases) >= cc) or st.since_purge >= _PURGE_EVERY:
-            st.since_purge = 0
-            for rid in [rid for rid, exp in st.leases.items() if exp <= now_ms]:
-                del st.leases[rid]
+        leases = st.leases
+        while leases:
+            rid, expiry = next(iter(leases.items()))
+            if expiry > now_ms:
+                break
+            del leases[rid]
 
         day = utc_day(now_ms)
         month, next_month_ms = utc_month(day) if ml is not None else (-1, 0)

@@ -15,6 +15,7 @@ import itertools
 import os
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 from redis import asyncio as aioredis
 from redis.backoff import NoBackoff
@@ -33,7 +34,7 @@ from .base import (
 )
 from .config import CONCURRENCY_LEASE_S, STORE_TIMEOUT_S, KeyLimits, LimitsConfig
 
-__all__ = ["RedisLimitStore"]
+__all__ = ["RedisLimitStore", "redacted_url"]
 
 MAX_CONNECTIONS = 64  # per gateway process; callers beyond this wait (within timeout_s) for a free one
 
@@ -59,6 +60,14 @@ _RESERVE = _Script("reserve.lua")
 _RECONCILE = _Script("reconcile.lua")
 
 
+def redacted_url(url: str) -> str:
+    """host:port/db of a Redis URL, without scheme, user or password (for logs, errors and repr)."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    return f"{parts.hostname}:{parts.port or 6379}{parts.path or '/0'}"
+
+
 def _arg(limit: int | None) -> int:
     return -1 if limit is None else limit
 
@@ -78,7 +87,7 @@ class RedisLimitStore:
         self._prefix = key_prefix
         self._timeout_s = timeout_s
         self._lease_ms = int(concurrency_lease_s * 1000)
-        self._where = url.split("@")[-1]  # never show a password from the URL
+        self._where = redacted_url(url)
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
