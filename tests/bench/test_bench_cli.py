@@ -77,12 +77,13 @@ def test_sweep_plots_and_table(tmp_path: Path, threaded_server: FakeServer) -> N
     assert "sweep.png" in names and "latency_cdf.png" in names and len(names) == 4
 
 
-def test_progress_bar_and_failures_exit_nonzero() -> None:
+def test_progress_bar_and_failures_exit_nonzero(tmp_path: Path) -> None:
     with ThreadedFakeServer(lambda _: Reply(status=503)) as server:
         args = ["bench", "--url", server.url, "--concurrency", "2", "--num-requests", "4"]
-        res = runner.invoke(root(), args)
+        res = runner.invoke(root(), [*args, "--plots", str(tmp_path), "--slo", "ttft=1s"])
     assert res.exit_code == 1
     assert "http_503: 4" in res.output and "no request completed" in res.output
+    assert (tmp_path / "latency_cdf.png").exists()  # plots of a failed run draw, without warnings
 
 
 @pytest.mark.parametrize(

@@ -45,8 +45,6 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def _cdf(ax: Axes, values: list[float], label: str) -> None:
-    if not values:
-        return
     xs = np.sort(np.asarray(values))
     ys = np.arange(1, xs.size + 1) / xs.size
     ax.step(xs, ys, where="post", label=f"{label} (n={xs.size})", linewidth=1.6)
@@ -62,9 +60,12 @@ def latency_cdf(runs: list[RunResult], path: Path, model: str, slo: SLO | None =
         ("End-to-end latency (E2E)", "E2E (ms)", e2e_s, slo.e2e_ms if slo else None),
     )
     for ax, (title, xlabel, fn, limit) in zip(axes, specs, strict=True):
+        drawn = 0
         for run in runs:
             vals = [v * 1000.0 for r in run.records if r.ok and (v := fn(r)) is not None and not math.isnan(v)]
-            _cdf(ax, vals, run.label)
+            if vals:
+                _cdf(ax, vals, run.label)
+                drawn += 1
         ax.set_title(title)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("fraction of requests")
@@ -75,10 +76,10 @@ def latency_cdf(runs: list[RunResult], path: Path, model: str, slo: SLO | None =
         if limit is not None:
             ax.axvline(limit, color="red", linestyle="--", linewidth=1, label=f"SLO {limit:g} ms")
         ax.grid(True, alpha=0.3)
-        if ax.has_data():
+        if drawn:
             ax.legend(fontsize="small", loc="lower right")
         else:
-            ax.text(0.5, 0.5, "no successful requests", ha="center", va="center", transform=ax.transAxes)
+            ax.text(0.5, 0.5, "no data: no successful requests", ha="center", va="center", transform=ax.transAxes)
     fig.suptitle(f"Latency CDFs - {model} (dotted lines: p50, p99)")
     return _save(fig, path)
 
@@ -131,8 +132,8 @@ def over_time(run: RunResult, path: Path, model: str, bin_s: float | None = None
 
 
 def _nice_bin(span_s: float, completed: int) -> float:
-    """About 40 bins over the run, wide enough for ~10 completions a bin, rounded to 1/2/5 x 10^k s."""
-    raw = max(span_s / 40.0, 10.0 * span_s / max(completed, 1), 0.01)
+    """40 bins over the run, or fewer (at least 10) so a bin holds ~10 completions; 1/2/5 x 10^k s."""
+    raw = max(min(max(span_s / 40.0, 10.0 * span_s / max(completed, 1)), span_s / 10.0), 0.01)
     k = 10 ** math.floor(math.log10(raw))
     return float(next(m * k for m in (1, 2, 5, 10) if m * k >= raw))
 
