@@ -1,7 +1,7 @@
 """Real-vLLM tier: vLLM 0.32 (CPU build) serving SmolLM2, and an inferline gateway in front of it.
 
 Step 1 (engine): the module starts real vLLM with scripts/vllm/start.sh (running scripts/vllm/setup.sh first,
-which is instant once its cached venv and converted model exist, ~2 min on a fresh machine) and checks the
+which is instant once its cached venv and converted model exist, 3-4 min on a fresh machine) and checks the
 engine facts the gateway relies on: /v1/models' max_model_len, the /metrics gauge names and labels, and that
 closing a stream aborts the request in the engine.
 Step 2 (gateway): `inferline serve` in front of that vLLM; streaming and non-streaming requests through the
@@ -38,7 +38,7 @@ MODEL = "smollm2"
 BACKEND = "vllm-0"
 MAX_MODEL_LEN = 2048
 MAX_NUM_SEQS = 8
-SETUP_TIMEOUT_S = 1800  # fresh machine: ~2 min measured; generous for a slow PyPI
+SETUP_TIMEOUT_S = 1800  # fresh machine: 171-247 s measured; generous for a slow PyPI
 START_TIMEOUT_S = 300  # ~35 s measured
 CANCEL_DEADLINE_S = 2.0  # vLLM drops the request ~50 ms after the client closes (measured)
 
