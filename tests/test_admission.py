@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from conftest import INFERLINE, Proc, free_port, start_gateway, start_process
+from support import INFERLINE, Proc, free_port, start_gateway, start_process
 
 QUEUE_TIMEOUT_S = 3.0
 

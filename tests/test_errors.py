@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import Proc
+from support import Proc
 
 MSG = [{"role": "user", "content": "hi"}]
 
@@ -184,9 +184,7 @@ SDK_CASES = [
 
 
 @pytest.mark.parametrize("extra,exc", SDK_CASES)
-def test_sdk_raises_the_matching_exception(
-    gateway: Proc, extra: dict[str, Any], exc: type[Exception]
-) -> None:
+def test_sdk_raises_the_matching_exception(gateway: Proc, extra: dict[str, Any], exc: type[Exception]) -> None:
     client = openai.OpenAI(base_url=gateway.base_url, api_key="unused", max_retries=0)
     args: dict[str, Any] = {"model": "smollm2", **extra}
     with pytest.raises(exc) as info:

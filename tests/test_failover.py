@@ -11,7 +11,7 @@ import openai
 import orjson
 import pytest
 
-from conftest import Proc, free_port, start_engine, start_gateway, wait_until
+from support import Proc, free_port, start_engine, start_gateway, wait_until
 
 PROMPT = [{"role": "user", "content": "Write a long poem about rivers."}]
 
@@ -87,9 +87,7 @@ def test_requests_spread_then_survive_an_engine_stopped_mid_run(two_engines: tup
     backends = {x["name"]: x for x in httpx.get(gw.url + "/backends").json()["backends"]}
     wait_until(
         lambda: (
-            not httpx.get(gw.url + "/backends").json()["backends"][0 if victim_name == "engine-a" else 1][
-                "healthy"
-            ]
+            not httpx.get(gw.url + "/backends").json()["backends"][0 if victim_name == "engine-a" else 1]["healthy"]
         ),
         timeout=5,
     )

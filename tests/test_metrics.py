@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Proc
+from support import Proc
 
 
 def _samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -19,9 +19,7 @@ def _samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def _total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
     return sum(
-        v
-        for (n, ls), v in samples.items()
-        if n == name and all(dict(ls).get(k) == val for k, val in labels.items())
+        v for (n, ls), v in samples.items() if n == name and all(dict(ls).get(k) == val for k, val in labels.items())
     )
 
 
@@ -42,10 +40,7 @@ def test_metrics_move_after_traffic(gateway: Proc) -> None:
     after = _samples(gateway.url)
 
     ok = dict(model="smollm2", backend="embedded-0", status="200", outcome="ok")
-    assert (
-        _total(after, "inferline_requests_total", **ok)
-        == _total(before, "inferline_requests_total", **ok) + 1
-    )
+    assert _total(after, "inferline_requests_total", **ok) == _total(before, "inferline_requests_total", **ok) + 1
     assert _total(after, "inferline_requests_total", status="400") >= 1
     gen = dict(model="smollm2", backend="embedded-0")
     assert _total(after, "inferline_generation_tokens_total", **gen) > _total(

@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from conftest import EMBEDDED_CONFIG, Proc, backend_running, start_gateway, wait_until
+from support import EMBEDDED_CONFIG, Proc, backend_running, start_gateway, wait_until
 
 LONG = {
     "model": "smollm2",

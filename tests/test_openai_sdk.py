@@ -7,7 +7,7 @@ import asyncio
 import openai
 import pytest
 
-from conftest import Proc
+from support import Proc
 
 
 @pytest.fixture

@@ -15,6 +15,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from inferline.limits.config import CacheConfig, LimitsConfig
+
 __all__ = [
     "AdmissionConfig",
     "BackendConfig",
@@ -266,6 +268,13 @@ class InferlineConfig(_Section):
     admission: AdmissionConfig = Field(
         default_factory=AdmissionConfig, description="KV-aware admission and the token-budget priority queue."
     )
+    limits: LimitsConfig = Field(
+        default_factory=LimitsConfig,
+        description="API keys, rate limits and token budgets, in memory or in Redis shared by every replica.",
+    )
+    cache: CacheConfig = Field(
+        default_factory=CacheConfig, description="Response cache for deterministic requests, and the last fallback."
+    )
     models: list[ModelConfig] = Field(
         default_factory=lambda: [
             ModelConfig(
@@ -285,6 +294,12 @@ class InferlineConfig(_Section):
         dupes = sorted({n for n in backend_names if backend_names.count(n) > 1})
         if dupes:
             raise ValueError(f"backend names must be unique across models; repeated: {dupes}")
+        for key in self.limits.keys:
+            if key.priority_class is not None and key.priority_class not in self.admission.priority_classes:
+                raise ValueError(
+                    f"limits.keys[{key.name!r}].priority_class {key.priority_class!r} is not in "
+                    f"admission.priority_classes ({', '.join(sorted(self.admission.priority_classes))})"
+                )
         for m in self.models:
             for fb in m.fallback:
                 if fb not in names:

@@ -22,6 +22,7 @@ Before the first byte an error is a response; after it, `sse_error` ends the str
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from typing import ClassVar
 
@@ -96,6 +97,7 @@ class GatewayError(Exception):
         self.code = code if code is not None else self.default_code
         self.retry_after_s = retry_after_s
         self.backend = backend
+        self.headers: list[tuple[bytes, bytes]] = []  # extra response headers (e.g. x-ratelimit-*)
 
 
 class InvalidRequest(GatewayError):
@@ -193,5 +195,5 @@ def sse_error(exc: GatewayError) -> bytes:
 def error_headers(exc: GatewayError) -> list[tuple[bytes, bytes]]:
     headers = [(b"content-type", b"application/json"), (b"x-inferline-outcome", exc.outcome.value.encode())]
     if exc.retry_after_s is not None:
-        headers.append((b"retry-after", str(max(1, round(exc.retry_after_s))).encode()))
-    return headers
+        headers.append((b"retry-after", str(max(1, math.ceil(exc.retry_after_s))).encode()))
+    return headers + exc.headers

@@ -78,6 +78,7 @@ class FaultServer:
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="fault-server", daemon=True)
         self.port = 0
+        self.firehose_by_max_tokens = False  # with an empty script: stream max_tokens chunks at full speed
 
     @property
     def url(self) -> str:
@@ -89,6 +90,13 @@ class FaultServer:
         self.bytes_written = 0
         self.disconnected_at = None
         self.finished_at = None
+
+    def wait_disconnected(self, within_s: float = 1.0) -> float | None:
+        """Seconds until a stream saw its client leave (polling from the caller's thread); None if not."""
+        t0 = time.monotonic()
+        while self.disconnected_at is None and time.monotonic() - t0 < within_s:
+            time.sleep(0.005)
+        return None if self.disconnected_at is None else max(0.0, self.disconnected_at - t0)
 
     def start(self) -> FaultServer:
         self._thread.start()
@@ -124,7 +132,12 @@ class FaultServer:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = orjson.loads(await request.read())
         self.requests.append(Recorded(request.path, body, dict(request.headers), time.monotonic()))
-        step = self.script.popleft() if self.script else Sse(["one", " two", " three"])
+        if self.script:
+            step = self.script.popleft()
+        elif self.firehose_by_max_tokens:
+            step = Firehose(n=body.get("max_tokens"))
+        else:
+            step = Sse(["one", " two", " three"])
         chat = request.path.endswith("chat/completions")
         if isinstance(step, Reply):
             raw = step.body if isinstance(step.body, bytes) else orjson.dumps(step.body)
@@ -178,7 +191,9 @@ class FaultServer:
                 return resp
             await resp.write_eof()
             self.finished_at = time.monotonic()
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionError:  # the client left: what the cancellation tests wait for
+            self.disconnected_at = time.monotonic()
+        except asyncio.CancelledError:
             self.disconnected_at = time.monotonic()
             raise
         return resp
@@ -197,7 +212,9 @@ class FaultServer:
             await self._write(resp, b"data: [DONE]\n\n")
             await resp.write_eof()
             self.finished_at = time.monotonic()
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionError:  # the client left: what the cancellation tests wait for
+            self.disconnected_at = time.monotonic()
+        except asyncio.CancelledError:
             self.disconnected_at = time.monotonic()
             raise
         return resp
@@ -223,3 +240,24 @@ async def _until_disconnected(request: web.Request) -> None:
     # aiohttp gives a handler no disconnect event (handler cancellation is off), so poll the transport.
     while transport is not None and not transport.is_closing():  # noqa: ASYNC110
         await asyncio.sleep(0.01)
+
+
+def main() -> None:
+    """`python client_fault_server.py`: a firehose server in its own process (prints its URL, then serves).
+
+    Memory tests use it so that tracemalloc in the test process sees the client's allocations only.
+    """
+    server = FaultServer()
+    server.firehose_by_max_tokens = True
+    server.start()
+    print(server.url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -40,20 +41,23 @@ class AsyncStream(StreamView):
     `usage`, `finish_reason`, `backend`, `model`, `ttft_s` and `tokens_per_s` are set.
     """
 
-    __slots__ = ("_agen", "_client", "_closed", "_response")
+    __slots__ = ("_agen", "_client", "_response", "_started")
 
     def __init__(self, client: AsyncClient, call: _Call) -> None:
         self._client = client
         self._call = call
-        self._agen: AsyncIterator[str] | None = None
+        # Weak, as in Stream: a strong reference would form a cycle and delay the close after `break`.
+        self._agen: weakref.ref[AsyncGenerator[str, None]] | None = None
         self._response: httpx.Response | None = None
-        self._closed = False
+        self._started = False
 
     def __aiter__(self) -> AsyncIterator[str]:
-        if self._agen is not None or self._closed:
+        if self._started:
             raise RuntimeError("an AsyncStream can be iterated only once")
-        self._agen = self._run()
-        return self._agen
+        self._started = True
+        agen = self._run()
+        self._agen = weakref.ref(agen)
+        return agen
 
     async def __aenter__(self) -> AsyncStream:
         return self
@@ -65,12 +69,11 @@ class AsyncStream(StreamView):
 
     async def aclose(self) -> None:
         """Stop now: close the connection (the server cancels generation). Safe to call twice."""
-        self._closed = True
-        agen = self._agen
-        aclose = getattr(agen, "aclose", None)
-        if aclose is not None:
+        self._started = True
+        agen = self._agen() if self._agen is not None else None
+        if agen is not None:
             with contextlib.suppress(RuntimeError):  # iterated by another task now: close under it
-                await aclose()
+                await agen.aclose()
         await self._close_response()
 
     async def _close_response(self) -> None:
@@ -78,7 +81,7 @@ class AsyncStream(StreamView):
         if resp is not None:
             await resp.aclose()
 
-    async def _run(self) -> AsyncIterator[str]:
+    async def _run(self) -> AsyncGenerator[str, None]:
         call = self._call
         try:
             while True:
@@ -254,7 +257,7 @@ class AsyncClient:
         if resp.status_code >= 300 or not is_event_stream(resp.headers):
             data = bytearray()
             try:
-                async for raw in resp.aiter_raw():
+                async for raw in aiter_chunks_of(resp):
                     data += raw
                     if len(data) >= MAX_ERROR_BODY_BYTES:
                         break

@@ -199,9 +199,7 @@ class BudgetExceeded(InferlineError):
     finished. `partial_text` is everything yielded; `usage` is the server's count when it arrived.
     """
 
-    def __init__(
-        self, message: str, *, limit: str, usage: Usage | None = None, partial_text: str = ""
-    ) -> None:
+    def __init__(self, message: str, *, limit: str, usage: Usage | None = None, partial_text: str = "") -> None:
         super().__init__(message, partial_text=partial_text)
         self.limit = limit
         self.usage = usage

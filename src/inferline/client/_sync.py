@@ -13,7 +13,8 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -46,19 +47,24 @@ class Stream(StreamView):
     `usage`, `finish_reason`, `backend`, `model`, `ttft_s` and `tokens_per_s` are set.
     """
 
-    __slots__ = ("_client", "_gen", "_response")
+    __slots__ = ("_client", "_gen", "_response", "_started")
 
     def __init__(self, client: Client, call: _Call) -> None:
         self._client = client
         self._call = call
-        self._gen: Iterator[str] | None = None
+        # A weak reference: the generator's frame holds this Stream, and a strong one back would make a
+        # cycle that keeps the connection open after `break` until the cyclic GC runs.
+        self._gen: weakref.ref[Generator[str, None, None]] | None = None
         self._response: httpx.Response | None = None
+        self._started = False
 
     def __iter__(self) -> Iterator[str]:
-        if self._gen is not None:
+        if self._started:
             raise RuntimeError("a Stream can be iterated only once")
-        self._gen = self._run()
-        return self._gen
+        self._started = True
+        gen = self._run()
+        self._gen = weakref.ref(gen)
+        return gen
 
     def __enter__(self) -> Stream:
         return self
@@ -70,8 +76,9 @@ class Stream(StreamView):
 
     def close(self) -> None:
         """Stop now: close the connection (the server cancels generation). Safe to call twice."""
-        gen, self._gen = self._gen, iter(())
-        if gen is not None and hasattr(gen, "close"):
+        self._started = True
+        gen = self._gen() if self._gen is not None else None
+        if gen is not None:
             try:
                 gen.close()
             except ValueError:  # iterated in another thread right now: unblock its read instead
@@ -83,7 +90,7 @@ class Stream(StreamView):
         if resp is not None:
             resp.close()
 
-    def _run(self) -> Iterator[str]:
+    def _run(self) -> Generator[str, None, None]:
         call = self._call
         try:
             while True:
@@ -277,7 +284,7 @@ class Client:
 
 def _read_capped(resp: httpx.Response, limit: int) -> bytes:
     out = bytearray()
-    for raw in resp.iter_raw():
+    for raw in raw_chunks_of(resp):
         out += raw
         if len(out) >= limit:
             break
@@ -298,9 +305,7 @@ def _set_rcvtimeo(sock: socket.socket, seconds: float | None) -> None:
         sec, usec = int(seconds), int((seconds % 1) * 1_000_000) or (0 if int(seconds) else 1000)
     try:
         if sys.platform == "win32":  # a DWORD of milliseconds
-            sock.setsockopt(
-                socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("I", sec * 1000 + usec // 1000)
-            )
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("I", sec * 1000 + usec // 1000))
         else:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", sec, usec))
     except OSError:

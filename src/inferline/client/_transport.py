@@ -57,13 +57,19 @@ def _is_identity(headers: httpx.Headers) -> bool:
     return enc is None or enc == "identity"
 
 
+def _raw_ok(resp: httpx.Response) -> bool:
+    # A transport may hand over a body it already read (httpx.MockTransport with content=...):
+    # then only the decoded iterators can replay it.
+    return _is_identity(resp.headers) and not resp.is_stream_consumed
+
+
 def raw_chunks_of(resp: httpx.Response) -> Iterator[bytes]:
     """Body bytes as read from the socket (one read each); decoded only if the server compressed anyway."""
-    return resp.iter_raw() if _is_identity(resp.headers) else resp.iter_bytes()
+    return resp.iter_raw() if _raw_ok(resp) else resp.iter_bytes()
 
 
 def aiter_chunks_of(resp: httpx.Response) -> AsyncIterator[bytes]:
-    return resp.aiter_raw() if _is_identity(resp.headers) else resp.aiter_bytes()
+    return resp.aiter_raw() if _raw_ok(resp) else resp.aiter_bytes()
 
 
 def send_error(exc: httpx.TransportError, call: _Call, base_url: str) -> InferlineError:

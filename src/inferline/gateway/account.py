@@ -32,6 +32,7 @@ def account(ctx: RequestContext, metrics: GatewayMetrics) -> None:
             "event": "request",
             "id": ctx.request_id,
             "model": model or None,
+            "key": ctx.principal or None,
             "backend": ctx.backend or None,
             "status": status,
             "outcome": ctx.outcome.value,

@@ -15,8 +15,10 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from inferline.backends.pool import BackendPool
+from inferline.cache import as_sse_chunks, cache_key, cacheable, create_response_cache
 from inferline.config import InferlineConfig
 from inferline.errors import (
+    BackendUnavailable,
     GatewayError,
     InvalidRequest,
     MethodNotAllowed,
@@ -24,18 +26,18 @@ from inferline.errors import (
     Outcome,
     PayloadTooLarge,
     ShuttingDown,
-    StreamInterrupted,
     UpstreamTimeout,
     error_body,
     error_headers,
 )
+from inferline.limits import Limiter
 from inferline.metrics import GatewayMetrics, ModelMetrics
 from inferline.types import ASGIApp, Receive, Scope, Send
 
 from .account import account
-from .context import RequestContext
+from .context import ParsedRequest, RequestContext
 from .parse import parse_request
-from .relay import Relay, end_stream_with_error
+from .relay import JSON_HEADERS, SSE_HEADERS, Relay, end_stream_with_error, route_headers
 from .route import Router
 
 log = logging.getLogger("inferline.gateway")
@@ -61,6 +63,9 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.pool = BackendPool(config, self.metrics)
         self.router = Router(config, self.pool, self.metrics)
+        self.limiter = Limiter.from_config(config.limits)
+        self._cache_cfg = config.cache
+        self.cache = create_response_cache(config.cache)
         self.pool.on_change = self.router.dispatch_all
         self.relay = Relay(config.routing, self.metrics, {m.name: m.context_tokens for m in config.models})
         self._model_metrics: dict[str, ModelMetrics] = {m.name: self.metrics.for_model(m.name) for m in config.models}
@@ -124,6 +129,9 @@ class Gateway:
                 log.warning("model %s has no ready backend yet", model)
 
     async def shutdown(self) -> None:
+        await self.limiter.aclose()
+        if self.cache is not None:
+            await self.cache.aclose()
         for t in self._background:
             t.cancel()
         for t in self._background:
@@ -171,104 +179,134 @@ class Gateway:
         ctx = RequestContext(request_id=f"req-{self._id_prefix}-{next(self._ids)}")
         task = asyncio.current_task()
         assert task is not None
-        watcher: asyncio.Task[None] | None = None
-        in_flight = None
         try:
-            if self._draining:
-                raise ShuttingDown("the gateway is shutting down; retry on another replica", retry_after_s=1)
-            raw = await _read_body(scope, receive, self.config.server.max_body_bytes)
-            ctx.parsed = parsed = parse_request(raw, kind)
-            self.router.chain(parsed.model)  # 404 before anything waits
-            class_offset_s = self._priority_offset(scope)
-            self._active[ctx] = task
-            watcher = asyncio.create_task(_watch_disconnect(receive, ctx, task))
-            in_flight = self._model_metrics[parsed.model].in_flight
-            in_flight.inc()
-            cost = parsed.prompt_tokens_estimate + (
-                parsed.max_tokens or self.router.expected_output_tokens(parsed.model)
-            )
-            now = time.monotonic()
-            key = self.router.queues[parsed.model].key(cost, class_offset_s, now)
-            ctx.priority = int(key - now)  # vLLM: lower runs first; same order as our queue
-            async with asyncio.timeout(self.config.routing.request_timeout_s):
-                target = await self.router.acquire(parsed.model, key, self.router.prefix_key(parsed.body))
-                await self.relay.serve(ctx, parsed, target, self.router, send, self._model_metrics)
-            self.router.observe_output(ctx.model, ctx.completion_tokens)
+            await self._pipeline(ctx, scope, receive, send, kind, task)
         except GatewayError as exc:
-            ctx.error, ctx.outcome = exc, exc.outcome
-            if isinstance(exc, StreamInterrupted):
-                pass
-            if ctx.response_started:
-                with contextlib.suppress(Exception):
-                    await end_stream_with_error(ctx, send, exc)
-            else:
-                ctx.status = exc.status
-                await _send_error(send, exc, request_id=ctx.request_id)
+            await self._fail(ctx, send, exc)
         except TimeoutError:
-            exc3 = UpstreamTimeout(
-                f"the request exceeded routing.request_timeout_s ({self.config.routing.request_timeout_s:.0f}s)",
-                backend=ctx.backend or None,
+            limit = self.config.routing.request_timeout_s
+            await self._fail(
+                ctx, send, UpstreamTimeout(f"the request exceeded routing.request_timeout_s ({limit:.0f}s)")
             )
-            ctx.error, ctx.outcome = exc3, exc3.outcome
-            with contextlib.suppress(Exception):
-                if ctx.response_started:
-                    await end_stream_with_error(ctx, send, exc3)
-                else:
-                    ctx.status = exc3.status
-                    await _send_error(send, exc3, request_id=ctx.request_id)
         except _ClientGone:
-            ctx.outcome = Outcome.CLIENT_CANCELLED
-            ctx.status = 499
+            ctx.outcome, ctx.status = Outcome.CLIENT_CANCELLED, 499
         except asyncio.CancelledError:
             reason = ctx.cancel_reason
             if reason is None:
                 raise  # the server itself is cancelling us: let it
             task.uncancel()
-            ctx.outcome = reason
             if reason is Outcome.SHUTDOWN:
-                exc2 = ShuttingDown(
-                    f"the gateway shut down after a {self.config.server.shutdown_grace_s:.0f}s grace period; "
-                    "the answer is incomplete",
-                    retry_after_s=1,
+                grace = self.config.server.shutdown_grace_s
+                await self._fail(
+                    ctx,
+                    send,
+                    ShuttingDown(
+                        f"the gateway shut down after a {grace:.0f}s grace period; the answer is incomplete",
+                        retry_after_s=1,
+                    ),
                 )
-                ctx.error = exc2
-                with contextlib.suppress(Exception):
-                    if ctx.response_started:
-                        await end_stream_with_error(ctx, send, exc2)
-                    else:
-                        ctx.status = exc2.status
-                        await _send_error(send, exc2, request_id=ctx.request_id)
-                ctx.outcome = Outcome.SHUTDOWN
-            elif not ctx.status:
+            ctx.outcome = reason
+            if not ctx.status:
                 ctx.status = 499  # nginx's "client closed request": the client left before an answer
         except Exception:  # last resort: a bug of ours is a 500 with a request id, logged once
             log.exception("internal error in %s", ctx.request_id)
+            await self._fail(ctx, send, GatewayError(f"internal error (request id {ctx.request_id})"))
             ctx.outcome = Outcome.INTERNAL
-            err = GatewayError(f"internal error (request id {ctx.request_id})")
-            ctx.error = err
-            if not ctx.response_started:
-                ctx.status = 500
-                with contextlib.suppress(Exception):
-                    await _send_error(send, err, request_id=ctx.request_id)
-            else:
-                with contextlib.suppress(Exception):
-                    await end_stream_with_error(ctx, send, StreamInterrupted(err.message))
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            if ctx.watcher is not None:
+                ctx.watcher.cancel()
             self._active.pop(ctx, None)
-            if in_flight is not None:
-                in_flight.dec()
+            if ctx.in_flight_counted and ctx.parsed is not None:
+                self._model_metrics[ctx.parsed.model].in_flight.dec()
+            if ctx.reservation is not None:
+                self.limiter.release_soon(ctx.reservation, ctx.tokens_used())
             account(ctx, self.metrics)
 
-    def _priority_offset(self, scope: Scope) -> float:
-        """The request's priority class (header x-inferline-priority) as seconds added to its queue key."""
+    async def _pipeline(
+        self, ctx: RequestContext, scope: Scope, receive: Receive, send: Send, kind: str, task: asyncio.Task[None]
+    ) -> None:
+        """parse -> authenticate -> (cache) -> admit -> queue -> route -> relay. Raises GatewayError."""
+        if self._draining:
+            raise ShuttingDown("the gateway is shutting down; retry on another replica", retry_after_s=1)
+        raw = await _read_body(scope, receive, self.config.server.max_body_bytes)
+        principal = self.limiter.authenticate(_header(scope, b"authorization"))
+        ctx.principal = principal.name
+        ctx.parsed = parsed = parse_request(raw, kind)
+        self.router.chain(parsed.model)  # 404 before anything waits
+        class_offset_s = self._priority_offset(scope, principal.priority_class)
+        self._active[ctx] = task
+        ctx.watcher = asyncio.create_task(_watch_disconnect(receive, ctx, task))
+        self._model_metrics[parsed.model].in_flight.inc()
+        ctx.in_flight_counted = True
+
+        cache_key = self._cache_key(parsed, principal.name)
+        if cache_key is not None and self.cache is not None and self._cache_cfg.enabled:
+            hit = await self.cache.get(cache_key)
+            if hit is not None:
+                await self._reply_cached(ctx, parsed, hit, send, "hit")
+                return
+
+        expected_output = parsed.max_tokens or self.router.expected_output_tokens(parsed.model)
+        ctx.reservation = await self.limiter.admit(principal, int(parsed.prompt_tokens_estimate + expected_output))
+        ctx.extra_headers = ctx.reservation.headers()
+
+        now = time.monotonic()
+        key = self.router.queues[parsed.model].key(parsed.prompt_tokens_estimate + expected_output, class_offset_s, now)
+        ctx.priority = int(key - now)  # vLLM: lower runs first; the same order as our queue
+        async with asyncio.timeout(self.config.routing.request_timeout_s):
+            try:
+                target = await self.router.acquire(parsed.model, key, self.router.prefix_key(parsed.body))
+            except BackendUnavailable:
+                # The last step of the fallback chain: an identical answer served before, if we have one.
+                if cache_key is not None and self.cache is not None:
+                    hit = await self.cache.get(cache_key)
+                    if hit is not None:
+                        await self._reply_cached(ctx, parsed, hit, send, "fallback")
+                        return
+                raise
+            await self.relay.serve(ctx, parsed, target, self.router, send, self._model_metrics)
+        self.router.observe_output(ctx.model, ctx.completion_tokens)
+        if cache_key is not None and self.cache is not None and ctx.response_body is not None:
+            await self.cache.put(cache_key, ctx.response_body)
+
+    async def _fail(self, ctx: RequestContext, send: Send, exc: GatewayError) -> None:
+        """Before the first byte an error is a response; after it, an SSE error event ends the stream."""
+        ctx.error, ctx.outcome = exc, exc.outcome
+        with contextlib.suppress(Exception):  # the client may be gone: nothing left to tell it
+            if ctx.response_started:
+                if not ctx.response_complete:
+                    await end_stream_with_error(ctx, send, exc)
+            else:
+                ctx.status = exc.status
+                await _send_error(send, exc, request_id=ctx.request_id)
+
+    def _cache_key(self, parsed: ParsedRequest, scope: str) -> str | None:
+        if self.cache is None or not cacheable(parsed.body, self._cache_cfg.only_deterministic):
+            return None
+        return cache_key(parsed.body, parsed.kind, scope=scope)
+
+    async def _reply_cached(
+        self, ctx: RequestContext, parsed: ParsedRequest, body: bytes, send: Send, how: str
+    ) -> None:
+        ctx.model, ctx.backend, ctx.status = parsed.model, "cache", 200
+        ctx.outcome = Outcome.OK if how == "hit" else Outcome.CACHE_FALLBACK
+        headers = [(b"x-inferline-cache", how.encode()), *route_headers(ctx)]
+        if parsed.stream:
+            chunks = as_sse_chunks(body, "chat" if parsed.kind == "chat" else "completions", parsed.include_usage)
+            ctx.response_started = True
+            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
+            await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": False})
+        else:
+            await send({"type": "http.response.start", "status": 200, "headers": JSON_HEADERS + headers})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+        ctx.response_complete = True
+
+    def _priority_offset(self, scope: Scope, key_class: str | None) -> float:
+        """The request's priority class as seconds added to its queue key: the x-inferline-priority
+        header, else the API key's class, else the default."""
         classes = self.config.admission.priority_classes
-        name = self.config.admission.default_class
-        for header, value in scope["headers"]:
-            if header == b"x-inferline-priority":
-                name = value.decode("latin-1").strip().lower()
-                break
+        header = _header(scope, b"x-inferline-priority")
+        name = header.decode("latin-1").strip().lower() if header else key_class or self.config.admission.default_class
         offset = classes.get(name)
         if offset is None:
             raise InvalidRequest(
@@ -335,6 +373,14 @@ class Gateway:
                 ]
             },
         )
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            v: bytes = value
+            return v
+    return None
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:

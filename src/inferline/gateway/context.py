@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from inferline.errors import GatewayError, Outcome
+from inferline.limits import Reservation
 
 
 @dataclass(slots=True)
@@ -47,5 +49,21 @@ class RequestContext:
     cancel_reason: Outcome | None = None
     response_started: bool = False
     response_complete: bool = False
+    principal: str = ""  # the API key's name (never the key)
+    reservation: Reservation | None = None
+    extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # x-ratelimit-* etc.
+    response_body: bytes | None = None  # a complete non-stream answer, for the response cache
+    watcher: asyncio.Task[None] | None = None
+    in_flight_counted: bool = False
     # monotonic_ns when a send to the client began and has not returned yet (stall detection); 0 = idle.
     sending_since_ns: int = 0
+
+    def tokens_used(self) -> int | None:
+        """What to charge the key: 0 if no engine saw the request, else usage (or our best count)."""
+        if not self.backend or self.backend == "cache":
+            return 0
+        if self.prompt_tokens or self.completion_tokens:
+            return self.prompt_tokens + self.completion_tokens
+        if self.parsed is None:
+            return 0
+        return self.parsed.prompt_tokens_estimate + self.content_chunks

@@ -37,12 +37,12 @@ from .route import Router, Target
 _MAX_UPSTREAM_BODY_BYTES = 32 * 1024 * 1024
 _MAX_ERROR_BODY_BYTES = 64 * 1024
 _DONE = b"data: [DONE]\n\n"
-_SSE_HEADERS = [
+SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),  # tell nginx-style proxies not to buffer the stream
 ]
-_JSON_HEADERS = [(b"content-type", b"application/json")]
+JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 class _Retryable(Exception):
@@ -77,6 +77,7 @@ def route_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
         (b"x-inferline-backend", ctx.backend.encode()),
         (b"x-inferline-model", ctx.model.encode()),
         (b"x-request-id", ctx.request_id.encode()),
+        *ctx.extra_headers,
     ]
 
 
@@ -279,7 +280,8 @@ class Relay:
             ctx.finish_reason = choices[0].get("finish_reason")
         ctx.first_token_ns = ctx.last_token_ns = time.monotonic_ns()
         ctx.status = 200
-        await send({"type": "http.response.start", "status": 200, "headers": _JSON_HEADERS + route_headers(ctx)})
+        ctx.response_body = raw
+        await send({"type": "http.response.start", "status": 200, "headers": JSON_HEADERS + route_headers(ctx)})
         await send({"type": "http.response.body", "body": raw, "more_body": False})
         ctx.response_complete = True
 
@@ -323,7 +325,7 @@ class Relay:
         await self._send(
             ctx,
             send,
-            {"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + route_headers(ctx)},
+            {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + route_headers(ctx)},
         )
         await self._send(ctx, send, {"type": "http.response.body", "body": b"".join(pending), "more_body": True})
         # Phase 2: the stream is the client's. One event in, one send out: the client's pace is ours.

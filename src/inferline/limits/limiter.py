@@ -60,7 +60,12 @@ class Limiter:
         return self._store
 
     def authenticate(self, authorization: bytes | str | None) -> ApiKeyConfig:
-        """The key config of an `Authorization` header value. Raises Unauthorized; never echoes the key."""
+        """The key config of an `Authorization` header value. Raises Unauthorized; never echoes the key.
+
+        With no keys configured, authentication is off: every request is anonymous (anonymous_limits),
+        whatever key it sends (the OpenAI SDKs always send one)."""
+        if not self._config.keys:
+            return self._anonymous
         token = bearer_token(authorization)
         if token is None:
             if self._config.require_api_key:

@@ -1,0 +1,93 @@
+"""Every way of stopping early closes the connection at once, so the server can stop generating."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+
+import pytest
+from client_fault_server import FaultServer, Firehose, Sse
+
+from inferline.client import AsyncClient, Client
+
+MSG = [{"role": "user", "content": "hi"}]
+
+
+def _disconnect_seen_within(fault: FaultServer, t0: float, within_s: float = 1.0) -> float:
+    deadline = t0 + within_s
+    while fault.disconnected_at is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert fault.disconnected_at is not None, f"no disconnect within {within_s}s"
+    return fault.disconnected_at - t0
+
+
+def test_break_closes_the_connection(fault: FaultServer) -> None:
+    fault.reset(Firehose())
+    with Client(fault.url) as client:
+        for i, _ in enumerate(client.stream(messages=MSG)):
+            if i == 3:
+                break
+        t0 = time.monotonic()
+        _disconnect_seen_within(fault, t0)
+
+
+def test_break_closes_even_while_the_stream_object_is_kept(fault: FaultServer) -> None:
+    fault.reset(Sse(["a"] * 100, delay_s=0.02))
+    with Client(fault.url) as client:
+        s = client.stream(messages=MSG)
+        for _ in s:
+            break
+        t0 = time.monotonic()
+        _disconnect_seen_within(fault, t0)
+        assert s.chunks == 1
+
+
+def test_close_and_context_exit_close_the_connection(fault: FaultServer) -> None:
+    with Client(fault.url) as client:
+        for how in ("close", "with"):
+            fault.reset(Sse(["a"] * 100, delay_s=0.02))
+            if how == "close":
+                s = client.stream(messages=MSG)
+                it = iter(s)
+                next(it)
+                s.close()
+                s.close()  # twice is fine
+            else:
+                with client.stream(messages=MSG) as s:
+                    next(iter(s))
+            _disconnect_seen_within(fault, time.monotonic())
+
+
+async def test_async_break_and_aclose_close_the_connection(fault: FaultServer) -> None:
+    async with AsyncClient(fault.url) as client:
+        fault.reset(Firehose())
+        async with client.stream(messages=MSG) as s:
+            async for _ in s:
+                break
+        assert await asyncio.to_thread(fault.wait_disconnected, 1.0) is not None
+
+        fault.reset(Firehose())
+        s = client.stream(messages=MSG)
+        async for _ in s:
+            break
+        del s
+        gc.collect()  # a bare `break` relies on the event loop's async-generator finalizer
+        assert await asyncio.to_thread(fault.wait_disconnected, 1.0) is not None
+
+
+async def test_task_cancellation_closes_the_connection(fault: FaultServer) -> None:
+    fault.reset(Sse(["a"] * 1000, delay_s=0.01))
+    got = asyncio.Event()
+
+    async def consume(client: AsyncClient) -> None:
+        async for _ in client.stream(messages=MSG):
+            got.set()
+
+    async with AsyncClient(fault.url) as client:
+        task = asyncio.create_task(consume(client))
+        await asyncio.wait_for(got.wait(), 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await asyncio.to_thread(fault.wait_disconnected, 1.0) is not None

@@ -1,0 +1,195 @@
+"""Against a real engine (llama.cpp serving SmolLM2): streams, backpressure, budgets and cancellation.
+
+Assertions are about structure, counts and finish reasons, never generated text: the model is
+small and sampling is nondeterministic. `ignore_eos` makes the engine generate exactly max_tokens
+(llama.cpp and vLLM both accept it) so that "still generating" is something the test controls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import tracemalloc
+
+import httpx
+import pytest
+
+from inferline.client import AsyncClient, Budget, BudgetExceeded, Client, Timeouts
+
+MSG = [{"role": "user", "content": "Write a long story about a lighthouse keeper."}]
+LONG = {"ignore_eos": True, "temperature": 0.7}
+# The engine shares 2 CPU cores with everything else the suite runs: allow slow first tokens.
+PATIENT = Timeouts(first_token_s=60, idle_s=60)
+
+
+def _busy_slots(url: str) -> int:
+    slots = httpx.get(url + "/slots", timeout=10).json()
+    return sum(1 for s in slots if s["is_processing"])
+
+
+def _seconds_until_idle(url: str, t0: float, within_s: float) -> float:
+    """Poll the engine's slots until none is processing; seconds since t0 (asserts within within_s)."""
+    while True:
+        busy = _busy_slots(url)
+        elapsed = time.monotonic() - t0
+        if not busy:
+            return elapsed
+        assert elapsed < within_s, f"{busy} slot(s) still processing after {elapsed:.2f}s"
+        time.sleep(0.02)
+
+
+def _wait_busy(url: str) -> None:
+    deadline = time.monotonic() + 10
+    while not _busy_slots(url):
+        assert time.monotonic() < deadline, "the engine never started generating"
+        time.sleep(0.02)
+
+
+def _tcp_queues(local_port: int, remote_port: int) -> tuple[int, int] | None:
+    """(bytes queued to send, bytes received but unread) for the loopback TCP socket local->remote."""
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, remote = int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16)
+            if (local, remote) == (local_port, remote_port):
+                tx, rx = fields[4].split(":")
+                return int(tx, 16), int(rx, 16)
+    return None
+
+
+@pytest.fixture
+def client(engine_url: str) -> Client:
+    with Client(engine_url + "/v1", model="smollm2", timeouts=PATIENT) as c:
+        yield c  # type: ignore[misc]
+    assert _seconds_until_idle(engine_url, time.monotonic(), 5) < 5
+
+
+def test_chat_and_completions_streams_end_with_usage_and_finish_reason(client: Client) -> None:
+    with client.stream(messages=MSG, max_tokens=12, **LONG) as s:
+        deltas = list(s)
+    assert 1 <= len(deltas) == s.chunks <= 12
+    assert s.finish_reason == "length"
+    assert s.usage is not None and s.usage.completion_tokens == 12 and s.usage.prompt_tokens > 0
+    assert s.text == "".join(deltas)
+    assert s.ttft_s is not None and s.ttft_s > 0
+    assert s.backend is None and s.model is None  # an engine sends no x-inferline-* headers
+    done = client.complete(prompt="The lighthouse keeper", max_tokens=8, **LONG)
+    assert done.finish_reason == "length" and done.usage is not None and done.usage.completion_tokens == 8
+    assert done.attempts == 1 and done.tokens_per_s is not None and done.tokens_per_s > 0
+
+
+async def test_async_complete(engine_url: str) -> None:
+    async with AsyncClient(engine_url + "/v1", timeouts=PATIENT) as client:
+        done = await client.complete(messages=MSG, max_tokens=8, **LONG)
+    assert done.finish_reason == "length" and done.usage is not None
+    assert done.usage.completion_tokens == 8 and done.text
+
+
+def test_slow_consumer_leaves_bytes_in_the_kernel_and_keeps_memory_flat(engine_url: str) -> None:
+    """Not iterating means not reading: the engine's output waits in TCP buffers, not in our process.
+
+    The smallest receive buffer the kernel allows (~2.3 KiB) makes TCP flow control visible with a
+    40-token answer: while the consumer pauses, the client reads nothing, its socket's receive queue
+    fills, and the engine's socket holds bytes it cannot send (its writes are throttled by our
+    window). Then a consumer that sleeps between chunks reads in small steps, with flat memory.
+    """
+    n = 40
+    transport = httpx.HTTPTransport(socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)])
+    engine_port = int(engine_url.rsplit(":", 1)[1])
+    with Client(engine_url + "/v1", timeouts=PATIENT, transport=transport) as client:
+        s = client.stream(messages=MSG, max_tokens=n, **LONG)
+        it = iter(s)
+        next(it)
+        resp = s._response
+        assert resp is not None
+        sock = resp.extensions["network_stream"].get_extra_info("socket")
+        client_port = sock.getsockname()[1]
+        read_after_first = resp.num_bytes_downloaded
+
+        # Pause, without iterating, until the engine has generated every token.
+        _seconds_until_idle(engine_url, time.monotonic(), within_s=60)
+        server_q = _tcp_queues(engine_port, client_port)
+        client_q = _tcp_queues(client_port, engine_port)
+        assert resp.num_bytes_downloaded == read_after_first  # nothing read while we did not ask
+        assert client_q is not None and client_q[1] > 0  # the answer waits in our kernel buffer...
+        assert server_q is not None and server_q[0] > 0  # ...and in the engine's: flow control
+
+        # Now a consumer that sleeps between chunks: bytes come in small steps, memory stays flat.
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+            steps: list[int] = []
+            for _ in it:
+                steps.append(resp.num_bytes_downloaded)
+                time.sleep(0.01)
+            peak = tracemalloc.get_traced_memory()[1] - base
+        finally:
+            tracemalloc.stop()
+    assert s.finish_reason == "length" and s.usage is not None and s.usage.completion_tokens == n
+    total = resp.num_bytes_downloaded
+    assert steps[len(steps) // 2] < 0.75 * total  # half-way through, most bytes were still unread
+    # httpcore's recv() asks for up to 64 KiB at a time: that transient buffer is most of the peak.
+    assert peak < 128 * 1024, f"peak {peak} B while slowly consuming {total} B"
+
+
+def test_break_frees_the_engine_slot_within_1s(client: Client, engine_url: str) -> None:
+    for i, _ in enumerate(client.stream(messages=MSG, max_tokens=400, **LONG)):
+        if i == 2:
+            t0 = time.monotonic()
+            break
+    assert _seconds_until_idle(engine_url, t0, within_s=1.0) < 1.0
+
+
+def test_token_budget_stops_exactly_at_the_budget_and_frees_the_slot(client: Client, engine_url: str) -> None:
+    budget = Budget(total_tokens=10)
+    with pytest.raises(BudgetExceeded) as info:
+        for _ in client.stream(messages=MSG, max_tokens=300, budget=budget, **LONG):
+            pass
+    t0 = time.monotonic()
+    exc = info.value
+    assert exc.limit == "budget" and exc.usage is not None
+    assert exc.usage.completion_tokens == 10 and budget.used_tokens == 10 and budget.remaining_tokens == 0
+    assert exc.partial_text
+    assert _seconds_until_idle(engine_url, t0, within_s=1.0) < 1.0
+    with pytest.raises(BudgetExceeded):
+        client.stream(messages=MSG, budget=budget)
+
+
+async def test_concurrent_streams_stop_mid_stream_at_a_shared_budget(engine_url: str) -> None:
+    budget = Budget(total_tokens=16)
+
+    async def one(client: AsyncClient) -> int:
+        n = 0
+        try:
+            async for _ in client.stream(messages=MSG, max_tokens=64, **LONG):
+                n += 1
+        except BudgetExceeded:
+            pass
+        return n
+
+    async with AsyncClient(engine_url + "/v1", timeouts=PATIENT, budget=budget) as client:
+        counts = await asyncio.gather(one(client), one(client))
+        t0 = time.monotonic()
+    assert sum(counts) <= 16 and budget.used_tokens <= 16
+    assert _seconds_until_idle(engine_url, t0, within_s=1.0) < 1.0
+
+
+async def test_task_cancellation_closes_the_connection_and_frees_the_slot(engine_url: str) -> None:
+    started = asyncio.Event()
+
+    async def consume(client: AsyncClient) -> None:
+        async for _ in client.stream(messages=MSG, max_tokens=400, **LONG):
+            started.set()
+
+    async with AsyncClient(engine_url + "/v1", timeouts=PATIENT) as client:
+        task = asyncio.create_task(consume(client))
+        await asyncio.wait_for(started.wait(), 60)
+        task.cancel()
+        t0 = time.monotonic()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        freed = await asyncio.to_thread(_seconds_until_idle, engine_url, t0, 1.0)
+    assert freed < 1.0
