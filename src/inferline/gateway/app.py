@@ -240,7 +240,7 @@ class Gateway:
         ctx.in_flight_counted = True
 
         cache_key = self._cache_key(parsed, principal.name)
-        if cache_key is not None and self.cache is not None and self._cache_cfg.enabled:
+        if cache_key is not None and self.cache is not None and not self._cache_cfg.fallback_only:
             hit = await self.cache.get(cache_key)
             if hit is not None:
                 await self._reply_cached(ctx, parsed, hit, send, "hit")

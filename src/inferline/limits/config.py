@@ -178,6 +178,11 @@ class CacheConfig(_Section):
     """The response cache: complete non-stream responses, replayed for identical deterministic requests."""
 
     enabled: bool = Field(False, description="Serve identical requests from the cache.")
+    fallback_only: bool = Field(
+        False,
+        description="Store answers, but serve them only as the last step of the fallback chain (no engine of the "
+        "model or its fallbacks can answer), marked x-inferline-cache: fallback.",
+    )
     store: Literal["memory", "redis"] = Field(
         "memory", description="memory: per process (LRU + TTL); redis: shared by all replicas (TTL)."
     )
