@@ -4,8 +4,11 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
+# INFERLINE_SKIP_HEAVY=1 skips the heavy tier (real vLLM on CPU: a 3.4 GB venv on first run, ~4 GB RAM).
+INFERLINE_SKIP_HEAVY ?= 0
+export INFERLINE_SKIP_HEAVY
 
-.PHONY: serve test lint typecheck unit install clean
+.PHONY: serve test lint typecheck test-python test-heavy test-typescript install clean
 
 install: $(VENV)/.installed
 
@@ -22,9 +25,15 @@ $(VENV)/.installed: pyproject.toml
 serve: install
 	$(VENV)/bin/inferline serve $(ARGS)
 
-## test: lint, type-check and every test tier (INFERLINE_SKIP_HEAVY=1 skips real vLLM / Redis / Prometheus tiers)
-test: install lint typecheck
-	$(PY) -m pytest -q -ra $(ARGS)
+## test: every tier, each timed — lint, types, Python tests (Redis started by the tests), real vLLM, TypeScript
+test: install
+	@set -e; t0=$$(date +%s); \
+	$(MAKE) --no-print-directory lint; t1=$$(date +%s); \
+	$(MAKE) --no-print-directory typecheck; t2=$$(date +%s); \
+	$(MAKE) --no-print-directory test-python; t3=$$(date +%s); \
+	$(MAKE) --no-print-directory test-heavy; t4=$$(date +%s); \
+	$(MAKE) --no-print-directory test-typescript; t5=$$(date +%s); \
+	echo "tier timings: lint $$((t1-t0))s, mypy $$((t2-t1))s, python $$((t3-t2))s, heavy (vLLM) $$((t4-t3))s, typescript $$((t5-t4))s, total $$((t5-t0))s"
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
@@ -32,6 +41,17 @@ lint: install
 
 typecheck: install
 	$(VENV)/bin/mypy
+
+test-python: install
+	$(PY) -m pytest -q -ra -m "not heavy" --durations=10 $(ARGS)
+
+test-heavy: install
+	@if [ "$(INFERLINE_SKIP_HEAVY)" = "1" ]; then echo "heavy tier skipped (INFERLINE_SKIP_HEAVY=1)"; \
+	else $(PY) -m pytest -q -ra -m heavy --durations=5; fi
+
+test-typescript: install
+	@if command -v npm >/dev/null; then bash clients/typescript/ci.sh; \
+	else echo "npm not found: TypeScript client tests skipped (install Node >= 20)"; exit 1; fi
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
