@@ -54,6 +54,13 @@ def sim(
         str,
         typer.Option(help="Output length: max (= max_tokens, 'length'), uniform, or exp:MEAN (shorter: 'stop')."),
     ] = "max",
+    prefix_caching: Annotated[
+        bool,
+        typer.Option(
+            "--prefix-caching",
+            help="Model vLLM's automatic prefix caching in each engine's KV cache (on by default in vLLM V1).",
+        ),
+    ] = False,
     duration: Annotated[
         float, typer.Option(help="Stop after this many seconds (0: run until SIGINT/SIGTERM).", min=0.0)
     ] = 0.0,
@@ -82,6 +89,7 @@ def sim(
         seed=seed,
         time_scale=time_scale,
         output_len=lengths,
+        prefix_caching=prefix_caching,
     )
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:

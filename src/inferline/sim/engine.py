@@ -70,6 +70,7 @@ class SimEngine:
         time_scale: float = 1.0,
         policy: SchedulingPolicy = SchedulingPolicy.FCFS,
         output_len: OutputLen = OutputLen(),
+        prefix_caching: bool = False,
     ) -> None:
         if time_scale < 0:
             raise ValueError(f"time_scale must be >= 0; got {time_scale}")
@@ -77,7 +78,7 @@ class SimEngine:
         self.model = model
         self.time_scale = time_scale
         self.output_len = output_len
-        self.scheduler = Scheduler(profile, policy)
+        self.scheduler = Scheduler(profile, policy, prefix_caching=prefix_caching)
         self.metrics = EngineMetrics(model)
         self._rng = random.Random(seed)
         self._wake = asyncio.Event()
@@ -87,6 +88,10 @@ class SimEngine:
     @property
     def policy(self) -> SchedulingPolicy:
         return self.scheduler.policy
+
+    @property
+    def prefix_caching(self) -> bool:
+        return self.scheduler.prefix_cache is not None
 
     @property
     def max_model_len(self) -> int:
@@ -143,6 +148,7 @@ class SimEngine:
         priority: int = 0,
         min_tokens: int = 0,
         ignore_eos: bool = False,
+        block_hashes: tuple[int, ...] = (),
     ) -> SimRequest:
         """Queue a request; its output length is drawn now, in arrival order, from the seeded generator."""
         n = self.output_len.sample(self._rng, max_tokens)  # always drawn, so ignore_eos keeps the sequence
@@ -156,6 +162,7 @@ class SimEngine:
             priority=priority,
             arrival_s=time.monotonic(),
             sink=sink,
+            block_hashes=block_hashes,
         )
         self.scheduler.add(req)
         self._wake.set()
@@ -193,6 +200,9 @@ class SimEngine:
                 continue
             now = clock()
             step = sched.schedule(now)
+            if step.cache_queries:
+                self.metrics.prefix_cache_queries.inc(step.cache_queries)
+                self.metrics.prefix_cache_hits.inc(step.cache_hits)
             if not step.work:  # nothing fits (cannot happen with a sane profile): wait for a change
                 self._wake.clear()
                 await self._wake.wait()

@@ -28,6 +28,7 @@ class SimFleet:
 
     PORT 0 gives every engine a free port; PORT P gives P, P+1, ... Engine i draws output lengths
     from its own generator seeded by (SEED, i), so a fleet replays the same way for the same arrivals.
+    PREFIX_CACHING gives each engine vLLM's automatic prefix caching in its own KV cache (prefix_cache.py).
     """
 
     def __init__(
@@ -45,6 +46,7 @@ class SimFleet:
         seed: int = 0,
         time_scale: float = 1.0,
         output_len: OutputLen | str = "max",
+        prefix_caching: bool = False,
     ) -> None:
         if count < 1:
             raise ValueError(f"count must be >= 1; got {count}")
@@ -60,6 +62,7 @@ class SimFleet:
                     time_scale=time_scale,
                     policy=SchedulingPolicy(policy),
                     output_len=lengths,
+                    prefix_caching=prefix_caching,
                 ),
                 host=host,
                 port=port + i if port else 0,
@@ -116,6 +119,7 @@ async def run_fleet(fleet: SimFleet, *, duration_s: float = 0.0, out: TextIO = s
             print(
                 f"sim engine {e.name}: {e.url}/v1  SIMULATED ({p.name}, model {e.engine.model}, "
                 f"max_num_seqs {p.max_num_seqs}, kv {p.kv_tokens} tokens, {e.engine.policy.value}, "
+                f"prefix caching {'on' if e.engine.prefix_caching else 'off'}, "
                 f"time_scale {e.engine.time_scale:g})",
                 file=out,
                 flush=True,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import Protocol
 
+from inferline.sim.prefix_cache import PrefixCache
 from inferline.sim.profiles import Profile
 
 __all__ = [
@@ -75,6 +76,9 @@ class SimRequest:
     first_token_s: float = -1.0
     finish_s: float = -1.0
     finish_reason: str = ""  # "length" | "stop" | "abort" once finished
+    block_hashes: tuple[int, ...] = ()  # chained hashes of the prompt's full blocks (prefix caching)
+    cached: list[int] = field(default_factory=list)  # hashed blocks it holds (shared through the cache)
+    num_cached_tokens: int = 0  # prompt tokens found in the prefix cache at its (latest) admission
 
     @property
     def num_tokens(self) -> int:
@@ -178,14 +182,20 @@ class Step:
     kv_tokens: int = 0
     duration_s: float = 0.0
     preempted: int = 0
+    cache_queries: int = 0  # prefix cache: prompt tokens looked up by requests admitted in this step
+    cache_hits: int = 0  # ... and how many of them were found
 
 
 class Scheduler:
     """The engine's state: one owner, no awaits. `schedule()` plans a step, `complete()` applies it."""
 
-    def __init__(self, profile: Profile, policy: SchedulingPolicy = SchedulingPolicy.FCFS) -> None:
+    def __init__(
+        self, profile: Profile, policy: SchedulingPolicy = SchedulingPolicy.FCFS, *, prefix_caching: bool = False
+    ) -> None:
         self.profile = profile
         self.policy = policy
+        # vLLM's automatic prefix caching (see prefix_cache.py); requests need `block_hashes` to use it.
+        self.prefix_cache: PrefixCache | None = PrefixCache() if prefix_caching else None
         self.block_size = profile.block_size
         self.total_blocks = profile.kv_blocks
         self.free_blocks = profile.kv_blocks
@@ -244,7 +254,7 @@ class Scheduler:
             n_new = req.prompt_tokens + req.num_output - req.num_computed
             if n_new > budget:
                 n_new = budget
-            if req.num_computed + n_new <= req.num_blocks * block_size:  # fits in its blocks: the common case
+            if req.num_computed + n_new <= (req.num_blocks + len(req.cached)) * block_size:  # the common case: fits
                 planned[req] = n_new
                 budget -= n_new
                 continue
@@ -260,7 +270,7 @@ class Scheduler:
                 planned[req] = n_new
                 budget -= n_new
         if not step.preempted:
-            budget = self._admit(now_s, budget, planned)
+            budget = self._admit(now_s, budget, planned, step)
         work = step.work = list(planned.items())
         kv_tokens = decode_seqs = prefill_tokens = 0
         for req, n_new in work:
@@ -278,10 +288,13 @@ class Scheduler:
         emitted: list[SimRequest] = []
         finished = False
         running = RequestState.RUNNING
+        cache = self.prefix_cache
         for req, n_new in step.work:
             if req.state is not running:  # aborted while the step ran
                 continue
             req.num_computed += n_new
+            if cache is not None and len(req.cached) < len(req.block_hashes):
+                self._cache_blocks(req, cache)
             if req.num_computed < req.prompt_tokens + req.num_output:
                 continue  # a prompt chunk, no token yet
             req.num_output += 1
@@ -302,15 +315,21 @@ class Scheduler:
 
     # -- internals -------------------------------------------------------------------------------------------
 
-    def _admit(self, now_s: float, budget: int, planned: dict[SimRequest, int]) -> int:
+    def _admit(self, now_s: float, budget: int, planned: dict[SimRequest, int], step: Step) -> int:
         max_seqs = self.profile.max_num_seqs
+        cache = self.prefix_cache
         while budget > 0 and len(self.running) < max_seqs:
             req = self.waiting.peek()
             if req is None:
                 break
-            n_new = min(req.num_tokens - req.num_computed, budget)
-            if not self._grow(req, req.num_computed + n_new):
-                break  # head-of-line: wait for blocks rather than skip ahead
+            if cache is not None and req.num_computed == 0:
+                if not self._admit_cached(req, cache, budget, step):
+                    break  # head-of-line: wait for blocks rather than skip ahead
+                n_new = min(req.num_tokens - req.num_computed, budget)
+            else:
+                n_new = min(req.num_tokens - req.num_computed, budget)
+                if not self._grow(req, req.num_computed + n_new):
+                    break  # head-of-line: wait for blocks rather than skip ahead
             self.waiting.pop()
             req.state = RequestState.RUNNING
             if req.scheduled_s < 0:
@@ -322,20 +341,56 @@ class Scheduler:
                 self.trace.append(f"admit {req.seq}")
         return budget
 
+    def _admit_cached(self, req: SimRequest, cache: PrefixCache, budget: int, step: Step) -> bool:
+        """Look REQ's prompt up in the prefix cache and give it blocks: the cached ones are shared, the
+        rest of the first chunk is allocated. False (and no change) if the KV cache is short."""
+        bs = self.block_size
+        # At most num_tokens - 1 tokens hit: the last one is computed to sample the next token.
+        hit = cache.match(req.block_hashes, (req.num_tokens - 1) // bs)
+        hashes = req.block_hashes[:hit]
+        n_new = min(req.num_tokens - hit * bs, budget)
+        own = -(-(hit * bs + n_new) // bs) - hit
+        if own + cache.free_among(hashes) > self.free_blocks:  # free cached blocks come back into use
+            return False
+        self.free_blocks -= cache.acquire(hashes)
+        req.cached = list(hashes)
+        req.num_computed = req.num_cached_tokens = hit * bs
+        grown = self._grow(req, req.num_computed + n_new)
+        assert grown
+        cache.record(req.num_tokens, req.num_computed)
+        step.cache_queries += req.num_tokens
+        step.cache_hits += req.num_computed
+        return True
+
+    def _cache_blocks(self, req: SimRequest, cache: PrefixCache) -> None:
+        """REQ's newly computed full prompt blocks get their hashes: other requests can now share them."""
+        full = min(req.num_computed // self.block_size, len(req.block_hashes))
+        for i in range(len(req.cached), full):
+            h = req.block_hashes[i]
+            req.num_blocks -= 1  # the block leaves the request's own blocks for the shared cache
+            self.free_blocks += cache.add(h)
+            req.cached.append(h)
+
     def _grow(self, req: SimRequest, tokens: int) -> bool:
         """Give REQ enough blocks to hold TOKENS; False (and no change) if the cache is short."""
-        need = -(-tokens // self.block_size) - req.num_blocks
+        need = -(-tokens // self.block_size) - req.num_blocks - len(req.cached)
         if need <= 0:
             return True
         if need > self.free_blocks:
             return False
         self.free_blocks -= need
         req.num_blocks += need
+        if self.prefix_cache is not None:
+            self.prefix_cache.evict_to(self.free_blocks)
         return True
 
     def _free(self, req: SimRequest) -> None:
         self.free_blocks += req.num_blocks
         req.num_blocks = 0
+        if req.cached:
+            assert self.prefix_cache is not None
+            self.free_blocks += self.prefix_cache.release(req.cached)
+            req.cached = []
 
     def _victim(self) -> SimRequest:
         if self.policy is SchedulingPolicy.PRIORITY:

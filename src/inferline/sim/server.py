@@ -363,6 +363,7 @@ class _Conn(asyncio.Protocol):
                 max_model_len=engine.max_model_len,
                 priority_enabled=engine.policy is SchedulingPolicy.PRIORITY,
                 priority_header=priority_header.decode("latin-1") if priority_header else None,
+                block_tokens=engine.scheduler.block_size if engine.prefix_caching else 0,
             )
         except BadRequest as exc:
             self._respond(exc.status, error_body(exc.status, exc.message, exc.param))
@@ -383,6 +384,7 @@ class _Conn(asyncio.Protocol):
             priority=call.priority,
             min_tokens=call.min_tokens,
             ignore_eos=call.ignore_eos,
+            block_hashes=call.block_hashes,
         )
 
     def _respond(self, status: int, body: bytes, content_type: bytes = _JSON) -> None:

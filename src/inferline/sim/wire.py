@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from inferline.sim.prefix_cache import chat_prompt_text, hash_blocks, hash_token_blocks
 from inferline.sim.scheduler import SimRequest
 
 __all__ = [
@@ -92,6 +93,7 @@ class CompletionCall:
     priority: int = 0
     min_tokens: int = 0
     ignore_eos: bool = False
+    block_hashes: tuple[int, ...] = ()  # prefix caching: chained hashes of the prompt's full blocks
 
 
 def _int_field(body: dict[str, Any], name: str, *, minimum: int | None = None) -> int | None:
@@ -149,8 +151,11 @@ def parse_completion(
     max_model_len: int,
     priority_enabled: bool,
     priority_header: str | None = None,
+    block_tokens: int = 0,
 ) -> CompletionCall:
-    """Validate a /v1/chat/completions (CHAT) or /v1/completions body; BadRequest says what is wrong."""
+    """Validate a /v1/chat/completions (CHAT) or /v1/completions body; BadRequest says what is wrong.
+
+    BLOCK_TOKENS > 0 (prefix caching on): hash the prompt in blocks of that many tokens."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -209,6 +214,7 @@ def parse_completion(
     if priority and not priority_enabled:
         raise BadRequest(f"Got priority {priority} but Priority scheduling is not enabled.", param="priority")
     ignore_eos = body.get("ignore_eos", False)
+    hashes = _prompt_block_hashes(body, chat, prompt_tokens, block_tokens) if block_tokens > 0 else ()
     return CompletionCall(
         chat=chat,
         model=served_model,
@@ -219,7 +225,27 @@ def parse_completion(
         priority=priority,
         min_tokens=_int_field(body, "min_tokens", minimum=0) or 0,
         ignore_eos=ignore_eos is True,
+        block_hashes=hashes,
     )
+
+
+def _prompt_block_hashes(body: dict[str, Any], chat: bool, prompt_tokens: int, block_tokens: int) -> tuple[int, ...]:
+    """Block hashes of a prompt already validated: ChatML-rendered messages, a string, or token ids."""
+    max_blocks = prompt_tokens // block_tokens
+    if chat:
+        pairs = []
+        for msg in body["messages"]:
+            content = msg.get("content")
+            if isinstance(content, list):
+                content = "".join(part["text"] for part in content)
+            pairs.append((msg["role"], content or ""))
+        return hash_blocks(chat_prompt_text(pairs), block_tokens * CHARS_PER_TOKEN, max_blocks)
+    prompt = body["prompt"]
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
+        prompt = prompt[0]
+    if isinstance(prompt, str):
+        return hash_blocks(prompt, block_tokens * CHARS_PER_TOKEN, max_blocks)
+    return hash_token_blocks(prompt, block_tokens, max_blocks)
 
 
 class StreamFormat:
