@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
+import httpx2
 import openai
 import orjson
 import pytest
@@ -55,15 +55,15 @@ COMPLETION: dict[str, Any] = {
 
 
 def sdk_client(chunks: list[bytes]) -> openai.OpenAI:
-    """The real openai SDK, its HTTP answered with our SSE bytes."""
+    """The real openai SDK (on its own HTTP library, httpx2), its HTTP answered with our SSE bytes."""
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=b"".join(chunks))
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=b"".join(chunks))
 
     return openai.OpenAI(
         api_key="sk-test",
         base_url="http://cache.test/v1",
-        http_client=httpx.Client(transport=httpx.MockTransport(handler)),
+        http_client=httpx2.Client(transport=httpx2.MockTransport(handler)),
     )
 
 

@@ -11,6 +11,7 @@ from inferline.errors import BackendUnavailable, InvalidRequest, RateLimited, Un
 from inferline.limits import (
     ANONYMOUS,
     ApiKeyConfig,
+    Denial,
     DenialReason,
     KeyLimits,
     KeyRing,
@@ -45,7 +46,7 @@ class DownStore(MemoryLimitStore):
 
     async def reserve(
         self, key_name: str, limits: KeyLimits, tokens: int, now: float | None = None
-    ) -> Reservation | object:
+    ) -> Reservation | Denial:
         raise LimitStoreUnavailable("redis limit store at 127.0.0.1:1/0: ConnectionError")
 
     async def reconcile(self, reservation: Reservation, actual_tokens: int | None) -> bool:

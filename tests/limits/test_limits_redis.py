@@ -86,7 +86,7 @@ async def test_every_key_written_expires(redis_url: str, key_prefix: str, raw: a
         assert isinstance(r, Reservation)
         await store.reconcile(r, 20)
         await store.reserve("team-a", limits, 10)
-        keys = sorted(k.decode() for k in await raw.keys(f"{key_prefix}:*"))
+        keys = sorted(k.decode() if isinstance(k, bytes) else k for k in await raw.keys(f"{key_prefix}:*"))
         suffixes = [k.split("}:", 1)[1] for k in keys]
         assert sorted(s.split(":")[0] for s in suffixes) == ["amt", "conc", "d", "log", "m"]
         assert all(k.startswith(f"{key_prefix}:{{team-a}}:") for k in keys)  # one hash tag: one cluster slot
