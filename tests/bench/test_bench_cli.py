@@ -46,8 +46,9 @@ def test_run_writes_json_and_plots(tmp_path: Path, threaded_server: FakeServer) 
     args = ["bench", "--url", threaded_server.url, "--rate", "100", "--num-requests", "30"]
     args += ["--input-len", "16", "--output-len", "8", "--slo", "ttft=1s,tpot=100ms", "--no-progress"]
     args += ["--out", str(out), "--plots", str(plots), "--save-requests", "--api-key", "sk-test"]
-    res = runner.invoke(root(), args)
+    res = runner.invoke(root(), [*args, "--warmup", "3"])
     assert res.exit_code == 0, res.output
+    assert threaded_server.requests == 3 + 30  # warm-up requests are sent, not recorded
     assert "TTFT" in res.output and "goodput" in res.output
     data = json.loads(out.read_text())
     for key in ("schema", "started_at", "machine", "versions", "model", "config", "runs"):

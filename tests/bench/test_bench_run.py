@@ -85,7 +85,7 @@ async def test_open_loop_paces_requests_at_the_rate(fake_server: FakeServer) -> 
     assert s["completed"] == 40
     sends = sorted(r.send_s for r in run.records)
     assert 40 / (sends[-1] - sends[0]) == pytest.approx(40.0, rel=0.4)  # Poisson, 40 samples
-    assert s["send_lag_ms"]["p99"] < 20  # the generator kept to its schedule
+    assert s["send_lag_ms"]["p99"] < 50  # the generator kept to its schedule
     assert s["mean_in_flight"] < 5
 
 
