@@ -16,6 +16,9 @@ log = logging.getLogger("inferline.request")
 
 def account(ctx: RequestContext, metrics: GatewayMetrics) -> None:
     end_ns = time.monotonic_ns()
+    if not ctx.completion_tokens and ctx.content_chunks:
+        # No usage chunk (cancelled, interrupted): one content chunk is one token on vLLM and llama.cpp.
+        ctx.completion_tokens = ctx.content_chunks
     model = ctx.model or (ctx.parsed.model if ctx.parsed else "")
     backend = ctx.backend or "none"
     status = ctx.status or (ctx.error.status if ctx.error else 500)
