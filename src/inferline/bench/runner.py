@@ -218,6 +218,7 @@ class _Run:
         label = RunResult(rate, conc, cfg.burstiness, [], {}).label
         self.progress = Progress(label, position[0], position[1], self.max_requests, cfg.duration_s)
         self.t0 = 0.0
+        self.client = StreamClient(session, cfg.request_url, chat=cfg.endpoint is Endpoint.CHAT, t0=0.0)
 
     def _feed(self) -> Iterator[_Item]:
         """(record, body) pairs; the first ones built before the clock starts."""
@@ -250,9 +251,7 @@ class _Run:
         loop = asyncio.get_running_loop()
         cpu0 = time.process_time()
         self.t0 = self.progress.started = time.perf_counter()
-        self.client = StreamClient(
-            self.session, self.cfg.request_url, chat=self.cfg.endpoint is Endpoint.CHAT, t0=self.t0
-        )
+        self.client.t0 = self.t0
         ticker = loop.create_task(self._tick()) if self.on_progress else None
         if self.rate is not None:
             driver = loop.create_task(self._open_loop(feed))
