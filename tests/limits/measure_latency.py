@@ -8,11 +8,14 @@ Without REDIS_URL it starts a throwaway redis-server with scripts/redis.sh. Prin
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from redis import asyncio as aioredis
 
 from inferline.cache import cache_key
 from inferline.limits import KeyLimits, KeyRing, LimitStore, MemoryLimitStore, Reservation, hash_api_key
@@ -62,8 +65,14 @@ async def measure(url: str) -> None:
     show("memory reserve+reconcile", await sequential(mem, 20000))
     red = RedisLimitStore(url, key_prefix="bench")
     await sequential(red, 500)
+    raw = aioredis.Redis.from_url(url)
+    await raw.config_resetstat()
     show("redis reserve+reconcile (2 EVALSHA)", await sequential(red, 5000))
     print(f"{'redis pairs/s, 32 concurrent tasks':<44} {await concurrent(red, 32, 200):8.0f} /s")
+    stats = await raw.info("commandstats")
+    evalsha = stats["cmdstat_evalsha"]
+    print(f"{'redis server time per EVALSHA (commandstats)':<44} {evalsha['usec_per_call']:8.1f} µs")
+    await raw.aclose()
     await red.aclose()
     for n_keys in (10, 1000):
         ring = KeyRing([ApiKeyConfig(name=f"k{i}", sha256=hash_api_key(f"key-{i}")) for i in range(n_keys)])
@@ -76,6 +85,7 @@ async def measure(url: str) -> None:
     for _ in range(5000):
         cache_key(body, "chat")
     print(f"{'cache_key, 1.2 KB chat body':<44} {(time.perf_counter_ns() - t) / 5000 / 1000:8.1f} µs")
+    print(f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
 
 
 def main() -> None:

@@ -101,19 +101,22 @@ class Limiter:
     async def release(self, reservation: Reservation, actual_tokens: int | None) -> None:
         """Reconcile: charge actual tokens (None: unknown, keep the reservation) and free the slot.
 
-        Shielded from the caller's cancellation, and never raises: a failure is logged and counted
-        (the reservation then stays charged and its concurrency lease expires after concurrency_lease_s)."""
-        if not reservation.recorded:
-            return
-        await asyncio.shield(self._reconcile(reservation, actual_tokens))
+        Finishes even when the caller is cancelled (the work runs in a task of its own), and never raises:
+        a failure is logged and counted (the reservation then stays charged and its concurrency lease
+        expires after concurrency_lease_s)."""
+        if reservation.recorded:
+            await asyncio.shield(self._spawn(reservation, actual_tokens))
 
     def release_soon(self, reservation: Reservation, actual_tokens: int | None) -> None:
         """release() in a background task kept until it ends; `aclose` waits for the ones still running."""
-        if not reservation.recorded:
-            return
+        if reservation.recorded:
+            self._spawn(reservation, actual_tokens)
+
+    def _spawn(self, reservation: Reservation, actual_tokens: int | None) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(self._reconcile(reservation, actual_tokens))
-        self._pending.add(task)
+        self._pending.add(task)  # a strong reference until done: the loop keeps only weak ones
         task.add_done_callback(self._pending.discard)
+        return task
 
     async def _reconcile(self, reservation: Reservation, actual_tokens: int | None) -> None:
         try:
