@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from redis import asyncio as aioredis
 
-from inferline.limits import KeyLimits, LimitStoreUnavailable, Reservation
+from inferline.limits import Denial, KeyLimits, LimitStoreUnavailable, Reservation
 from inferline.limits.redis import RedisLimitStore
 
 from .conftest import free_port, start_redis, stop_redis
@@ -137,5 +137,27 @@ async def test_the_url_password_never_shows() -> None:
         with pytest.raises(LimitStoreUnavailable) as info:
             await store.check()
         assert "s3cret" not in str(info.value)
+    finally:
+        await store.aclose()
+
+
+async def test_lua_calendar_months_match_python_for_any_day(redis_url: str, key_prefix: str) -> None:
+    """reserve.lua computes UTC months itself (days-from-civil); Python's datetime is the reference."""
+    import random
+
+    from inferline.limits.base import utc_month
+
+    rng = random.Random(7)
+    store = RedisLimitStore(redis_url, key_prefix=key_prefix)
+    try:
+        limits = KeyLimits(tokens_per_month=1)
+        for i in range(150):
+            day = rng.randrange(0, 60_000)  # 1970 .. 2134
+            now = day * 86400 + rng.randrange(0, 86400)
+            month, next_month_ms = utc_month(day)
+            r = await store.reserve(f"k{i}", limits, 1, now=now)
+            assert isinstance(r, Reservation) and r.month == month, (day, r)
+            d = await store.reserve(f"k{i}", limits, 1, now=now)
+            assert isinstance(d, Denial) and d.retry_after_s == next_month_ms / 1000 - now, (day, d)
     finally:
         await store.aclose()

@@ -255,3 +255,14 @@ async def test_without_now_the_store_clock_decides(store: LimitStore) -> None:
     await store.reserve("k", limits, 1)
     d = await store.reserve("k", limits, 1)
     assert isinstance(d, Denial) and 59 < (d.retry_after_s or 0) <= 60
+
+
+async def test_long_logs_expire_and_retry_walks_across_batches(store: LimitStore) -> None:
+    """More entries than the Lua scripts touch per slice (500): expiry and the retry walk still agree."""
+    limits = KeyLimits(tokens_per_minute=600)
+    for i in range(600):
+        await admitted(store, "k", limits, 1, T0 + i * 0.01)
+    d = await denied(store, "k", limits, 550, T0 + 10)  # 550 oldest must leave: the 550th left at t[549] + 60
+    assert d.retry_after_s == pytest.approx(T0 + 5.49 + 60 - (T0 + 10), abs=0.002)
+    r = await admitted(store, "k", limits, 600, T0 + 70)  # all 600 expire at once
+    assert r.quota.remaining_tokens == 0
