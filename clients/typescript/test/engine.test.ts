@@ -4,12 +4,15 @@
  * small and its text is not checked: only structure, counts, finish reasons and the engine's slots.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { after, before, beforeEach, describe, test, type TestContext } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 
-import { AbortError, Budget, BudgetExceededError, type CompletionStream, InferlineClient } from '@inferline/client';
+import { AbortError, Budget, BudgetExceededError, InferlineClient } from '@inferline/client';
 
-import { countingFetch, MODEL, slots, type Target, startTarget, waitSlotsIdle } from './helpers.js';
+import { countingFetch, MODEL, PACKAGE_ROOT, slots, type Target, startTarget, waitSlotsIdle, watchSlots } from './helpers.js';
 
 let target: Target;
 let client: InferlineClient;
@@ -40,24 +43,22 @@ beforeEach(async () => {
 });
 
 /**
- * Asserts every slot is idle within 1 s of the stream ending. llama.cpp notices a closed connection
- * when it next writes a token, so on a machine so loaded that one token takes longer than that, the
- * bound becomes three token times of the streams concerned (the diagnostic says which applied).
+ * Asserts the engine let go of the stream's slot: every slot idle within 1 s. llama.cpp notices a
+ * closed connection when it next writes a token, so on a machine so loaded that a token takes longer
+ * than that, the test accepts a slot that decoded at most 2 more tokens and then stopped (within
+ * 10 s): the client closed at once and the server stopped at its next write.
  */
-async function assertSlotsFreed(t: TestContext, what: string, streams: CompletionStream[]): Promise<void> {
+async function assertSlotsFreed(t: TestContext, what: string): Promise<void> {
   if (!hasSlots) {
     t.diagnostic('no /slots on this server: slot checks skipped');
     return;
   }
-  const tokenMs = Math.max(0, ...streams.map((s) => (s.tokensPerSecond ? 1000 / s.tokensPerSecond : 0)));
-  const limit = Math.max(1000, 3 * tokenMs);
-  const ms = await waitSlotsIdle(target.root, limit);
-  t.diagnostic(`${what}: slots idle after ${ms.toFixed(0)} ms (limit ${limit.toFixed(0)} ms; ${tokenMs.toFixed(0)} ms/token)`);
-  if (ms > limit) {
-    const later = await waitSlotsIdle(target.root, 10_000);
-    t.diagnostic(`${what}: slots idle ${later.toFixed(0)} ms after that`);
-  }
-  assert.ok(ms <= limit, `${what}: a slot was still processing ${limit.toFixed(0)} ms later`);
+  const { ms, extraTokens } = await watchSlots(target.root, 10_000);
+  t.diagnostic(`${what}: slots idle after ${ms.toFixed(0)} ms, ${extraTokens ?? '?'} more tokens decoded`);
+  assert.ok(
+    ms <= 1000 || (ms < Infinity && extraTokens !== null && extraTokens <= 2),
+    `${what}: slots idle after ${ms} ms, ${extraTokens} tokens decoded after the client let go`,
+  );
 }
 
 async function assertBusy(): Promise<void> {
@@ -112,7 +113,7 @@ describe('against a real engine', { timeout: 180_000 }, () => {
     }
     assert.equal(n, 2);
     assert.ok(s.cancelled);
-    await assertSlotsFreed(t, 'break', [s]);
+    await assertSlotsFreed(t, 'break');
   });
 
   test('a slow consumer does not make the client read ahead', async (t) => {
@@ -144,17 +145,15 @@ describe('against a real engine', { timeout: 180_000 }, () => {
     assert.ok(deltas.length >= 1 && deltas.length <= 5, `${deltas.length} deltas`);
     assert.equal(budget.used, 5);
     assert.equal(budget.remaining, 0);
-    await assertSlotsFreed(t, 'budget', [s]);
+    await assertSlotsFreed(t, 'budget');
     // The spent budget refuses the next call before it is sent.
     await assert.rejects(client.complete({ prompt: opening, budget }), BudgetExceededError);
   });
 
   test('a budget shared by two concurrent streams aborts them at its total and frees both slots', async (t) => {
     const budget = new Budget(12);
-    const streams: CompletionStream[] = [];
     const run = async (): Promise<{ deltas: number; err: unknown }> => {
       const s = client.stream({ prompt: opening, maxTokens: 64, budget, temperature: 0.8, seed: 1 });
-      streams.push(s);
       let deltas = 0;
       try {
         for await (const _ of s) deltas += 1;
@@ -168,7 +167,7 @@ describe('against a real engine', { timeout: 180_000 }, () => {
     for (const r of results) assert.ok(r.err instanceof BudgetExceededError, String(r.err));
     assert.equal(results[0]!.deltas + results[1]!.deltas, 12);
     assert.equal(budget.remaining, 0);
-    await assertSlotsFreed(t, 'shared budget', streams);
+    await assertSlotsFreed(t, 'shared budget');
   });
 
   test('an AbortSignal cancels the stream and frees the slot', async (t) => {
@@ -182,7 +181,7 @@ describe('against a real engine', { timeout: 180_000 }, () => {
       (err: unknown) => err instanceof AbortError && err.partialText === s.text,
     );
     assert.equal(n, 2);
-    await assertSlotsFreed(t, 'abort signal', [s]);
+    await assertSlotsFreed(t, 'abort signal');
   });
 
   test('cancel() from outside ends the stream quietly and frees the slot', async (t) => {
@@ -190,6 +189,25 @@ describe('against a real engine', { timeout: 180_000 }, () => {
     let n = 0;
     for await (const _ of s) if (++n === 2) setTimeout(() => s.cancel(), 0);
     assert.ok(s.cancelled);
-    await assertSlotsFreed(t, 'cancel()', [s]);
+    await assertSlotsFreed(t, 'cancel()');
   });
+
+  for (const example of ['chat.mjs', 'budget-and-cancel.mjs']) {
+    test(`examples/${example} runs (the docs' examples)`, async () => {
+      let stdout = '';
+      try {
+        ({ stdout } = await promisify(execFile)(process.execPath, [join(PACKAGE_ROOT, 'examples', example)], {
+          cwd: PACKAGE_ROOT,
+          env: { ...process.env, INFERLINE_BASE_URL: target.baseURL },
+          timeout: 60_000,
+        }));
+      } catch (err) {
+        const e = err as { stdout?: string; stderr?: string; message: string };
+        assert.fail(`${example} failed: ${e.message}\n${e.stdout ?? ''}\n${e.stderr ?? ''}`);
+      }
+      assert.ok(stdout.length > 0);
+      if (example === 'chat.mjs') assert.match(stdout, /finishReason: '(stop|length)'/);
+      else assert.match(stdout, /budget: 40\/40 used \(true\)/);
+    });
+  }
 });

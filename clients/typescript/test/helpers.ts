@@ -109,25 +109,47 @@ async function stopChild(child: ChildProcess): Promise<void> {
   clearTimeout(t);
 }
 
+export interface Slot {
+  id: number;
+  is_processing: boolean;
+  next_token?: Array<{ n_decoded?: number }>;
+}
+
 /** llama.cpp's GET /slots: null when the server has none (e.g. a gateway without it). */
-export async function slots(root: string): Promise<Array<{ id: number; is_processing: boolean }> | null> {
+export async function slots(root: string): Promise<Slot[] | null> {
   const res = await fetch(`${root}/slots`);
   if (res.status !== 200) {
     await res.arrayBuffer();
     return null;
   }
   const body: unknown = await res.json();
-  return Array.isArray(body) ? (body as Array<{ id: number; is_processing: boolean }>) : null;
+  return Array.isArray(body) ? (body as Slot[]) : null;
 }
 
 /** Poll /slots until no slot is processing; returns the milliseconds it took (Infinity past the limit). */
 export async function waitSlotsIdle(root: string, limitMs: number): Promise<number> {
+  return (await watchSlots(root, limitMs)).ms;
+}
+
+/**
+ * Poll /slots until no slot is processing (or limitMs). Returns how long that took and how many
+ * tokens the busiest slot still decoded after the first poll (null when /slots does not say).
+ */
+export async function watchSlots(root: string, limitMs: number): Promise<{ ms: number; extraTokens: number | null }> {
   const t0 = performance.now();
+  const first = new Map<number, number>();
+  let extra: number | null = null;
   for (;;) {
     const s = await slots(root);
-    if (s === null) return 0;
-    if (s.every((x) => !x.is_processing)) return performance.now() - t0;
-    if (performance.now() - t0 > limitMs) return Infinity;
+    if (s === null) return { ms: 0, extraTokens: 0 };
+    for (const slot of s) {
+      const decoded = slot.next_token?.[0]?.n_decoded;
+      if (!slot.is_processing || typeof decoded !== 'number') continue;
+      if (!first.has(slot.id)) first.set(slot.id, decoded);
+      extra = Math.max(extra ?? 0, decoded - (first.get(slot.id) ?? decoded));
+    }
+    if (s.every((x) => !x.is_processing)) return { ms: performance.now() - t0, extraTokens: extra ?? 0 };
+    if (performance.now() - t0 > limitMs) return { ms: Infinity, extraTokens: extra };
     await delay(25);
   }
 }
