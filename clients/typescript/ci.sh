@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# CI for @inferline/client: clean install from package-lock.json, type-check, build, then every test.
+# CI for @inferline/client: clean install from package-lock.json, then `npm test` (strict type-check
+# and build of src/ and test/, then unit, fault-injection and real-engine tests under node --test).
 # The engine tests start `inferline engine` from the repository's venv (../../.venv relative to this
 # directory, made by `make install` at the repo root); set INFERLINE_TEST_URL to use a running server
 # instead, or INFERLINE_BIN to another inferline executable.
@@ -13,6 +14,5 @@ if [[ -z "${INFERLINE_TEST_URL:-}" && ! -x "$INFERLINE_BIN" ]]; then
 fi
 start=$(date +%s)
 npm ci --no-audit --no-fund --loglevel=error
-npm run lint --silent
 npm test
 echo "clients/typescript: ci done in $(( $(date +%s) - start ))s"

@@ -16,7 +16,7 @@ import { countingFetch, MODEL, PACKAGE_ROOT, slots, type Target, startTarget, wa
 
 let target: Target;
 let client: InferlineClient;
-/** Whether the server has llama.cpp's GET /slots (a gateway may not). */
+/** Whether the server has llama.cpp's GET /slots (the gateway has not: slot checks are skipped there). */
 let hasSlots = false;
 
 const story = [{ role: 'user' as const, content: 'Write a long story about a dragon who learns to cook.' }];

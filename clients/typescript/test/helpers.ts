@@ -126,11 +126,6 @@ export async function slots(root: string): Promise<Slot[] | null> {
   return Array.isArray(body) ? (body as Slot[]) : null;
 }
 
-/** Poll /slots until no slot is processing; returns the milliseconds it took (Infinity past the limit). */
-export async function waitSlotsIdle(root: string, limitMs: number): Promise<number> {
-  return (await watchSlots(root, limitMs)).ms;
-}
-
 /**
  * Poll /slots until no slot is processing (or limitMs). Returns how long that took and how many
  * tokens the busiest slot still decoded after the first poll (null when /slots does not say).
@@ -152,6 +147,11 @@ export async function watchSlots(root: string, limitMs: number): Promise<{ ms: n
     if (performance.now() - t0 > limitMs) return { ms: Infinity, extraTokens: extra };
     await delay(25);
   }
+}
+
+/** Poll /slots until no slot is processing; the milliseconds it took (Infinity past the limit). */
+export async function waitSlotsIdle(root: string, limitMs: number): Promise<number> {
+  return (await watchSlots(root, limitMs)).ms;
 }
 
 /**
