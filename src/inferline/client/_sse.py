@@ -24,6 +24,11 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """The data payloads of every event completed by `chunk` (multi-line data joined with LF)."""
+        if not self._buf and self._data is None and chunk[:6] == b"data: " and chunk[-2:] == b"\n\n":
+            # The common case on a live stream: a read holding exactly one single-line event.
+            payload = chunk[6:-2]
+            if b"\n" not in payload:
+                return [payload]
         buf = self._buf + chunk if self._buf else chunk
         out: list[bytes] = []
         pos = 0
