@@ -219,7 +219,11 @@ def run_openai(url: str, n: int, mode: str) -> int:
         stream=True,
         extra_body={"bench_chunks": n, "bench_mode": mode},
     )
-    count = sum(1 for c in stream if c.choices and c.choices[0].delta.content)
+    count = 0
+    for chunk in stream:
+        choices = getattr(chunk, "choices", None)
+        if choices and choices[0].delta.content:
+            count += 1
     client.close()
     return count
 

@@ -124,7 +124,7 @@ class FaultServer:
         site = web.TCPSite(self._runner, "127.0.0.1", 0, shutdown_timeout=0.1)
         self._loop.run_until_complete(site.start())
         server = site._server
-        assert server is not None and server.sockets
+        assert isinstance(server, asyncio.Server) and server.sockets
         self.port = server.sockets[0].getsockname()[1]
         self._started.set()
         self._loop.run_forever()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 from client_fault_server import FaultServer, Firehose, Sse
@@ -74,7 +75,8 @@ async def test_per_call_limits(fault: FaultServer, limit: str, kwargs: int, text
     fault.reset(Firehose())
     async with AsyncClient(fault.url, retry=ONCE) as client:
         with pytest.raises(BudgetExceeded) as info:
-            async for _ in client.stream(messages=MSG, **{limit: kwargs}):
+            limits: dict[str, Any] = {limit: kwargs}
+            async for _ in client.stream(messages=MSG, **limits):
                 pass
     assert info.value.limit == limit and info.value.partial_text == text
 

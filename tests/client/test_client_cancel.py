@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 import time
 
 import pytest
@@ -91,3 +92,36 @@ async def test_task_cancellation_closes_the_connection(fault: FaultServer) -> No
         with pytest.raises(asyncio.CancelledError):
             await task
         assert await asyncio.to_thread(fault.wait_disconnected, 1.0) is not None
+
+
+def test_close_from_another_thread_ends_the_loop_quietly(fault: FaultServer) -> None:
+    fault.reset(Sse(["a"], end="stall"))  # the reader blocks in recv() after the first chunk
+    with Client(fault.url) as client:
+        s = client.stream(messages=MSG)
+        seen: list[str] = []
+        reader = threading.Thread(target=lambda: seen.extend(s))
+        reader.start()
+        time.sleep(0.3)
+        s.close()
+        reader.join(2)
+        assert not reader.is_alive() and seen == ["a"]
+    assert fault.wait_disconnected(1.0) is not None
+    assert len(fault.requests) == 1  # no retry after close
+
+
+async def test_aclose_from_another_task_ends_the_loop_quietly(fault: FaultServer) -> None:
+    fault.reset(Sse(["a"], end="stall"))
+    async with AsyncClient(fault.url) as client:
+        s = client.stream(messages=MSG)
+        seen: list[str] = []
+
+        async def read() -> None:
+            async for delta in s:
+                seen.append(delta)
+
+        task = asyncio.create_task(read())
+        await asyncio.sleep(0.3)
+        await s.aclose()
+        await asyncio.wait_for(task, 2)
+    assert seen == ["a"] and len(fault.requests) == 1
+    assert await asyncio.to_thread(fault.wait_disconnected, 1.0) is not None

@@ -11,6 +11,8 @@ import asyncio
 import socket
 import time
 import tracemalloc
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -18,7 +20,7 @@ import pytest
 from inferline.client import AsyncClient, Budget, BudgetExceeded, Client, Timeouts
 
 MSG = [{"role": "user", "content": "Write a long story about a lighthouse keeper."}]
-LONG = {"ignore_eos": True, "temperature": 0.7}
+LONG: dict[str, Any] = {"ignore_eos": True, "temperature": 0.7}
 # The engine shares 2 CPU cores with everything else the suite runs: allow slow first tokens.
 PATIENT = Timeouts(first_token_s=60, idle_s=60)
 
@@ -60,9 +62,9 @@ def _tcp_queues(local_port: int, remote_port: int) -> tuple[int, int] | None:
 
 
 @pytest.fixture
-def client(engine_url: str) -> Client:
+def client(engine_url: str) -> Iterator[Client]:
     with Client(engine_url + "/v1", model="smollm2", timeouts=PATIENT) as c:
-        yield c  # type: ignore[misc]
+        yield c
     assert _seconds_until_idle(engine_url, time.monotonic(), 5) < 5
 
 

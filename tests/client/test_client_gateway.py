@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from inferline.client import BadRequest, Client, NotFound, Retry, Timeouts
@@ -10,10 +12,10 @@ MSG = [{"role": "user", "content": "Say something."}]
 
 
 @pytest.fixture
-def client(gateway_url: str) -> Client:
+def client(gateway_url: str) -> Iterator[Client]:
     timeouts = Timeouts(first_token_s=60, idle_s=60)
     with Client(gateway_url + "/v1", model="smollm2", timeouts=timeouts, retry=Retry(max_attempts=1)) as c:
-        yield c  # type: ignore[misc]
+        yield c
 
 
 def test_stream_reports_the_serving_backend_and_model(client: Client) -> None:

@@ -41,7 +41,7 @@ class AsyncStream(StreamView):
     `usage`, `finish_reason`, `backend`, `model`, `ttft_s` and `tokens_per_s` are set.
     """
 
-    __slots__ = ("_agen", "_client", "_response", "_started")
+    __slots__ = ("_agen", "_client", "_closed", "_response", "_started")
 
     def __init__(self, client: AsyncClient, call: _Call) -> None:
         self._client = client
@@ -50,6 +50,7 @@ class AsyncStream(StreamView):
         self._agen: weakref.ref[AsyncGenerator[str, None]] | None = None
         self._response: httpx.Response | None = None
         self._started = False
+        self._closed = False
 
     def __aiter__(self) -> AsyncIterator[str]:
         if self._started:
@@ -69,10 +70,10 @@ class AsyncStream(StreamView):
 
     async def aclose(self) -> None:
         """Stop now: close the connection (the server cancels generation). Safe to call twice."""
-        self._started = True
+        self._started = self._closed = True
         agen = self._agen() if self._agen is not None else None
         if agen is not None:
-            with contextlib.suppress(RuntimeError):  # iterated by another task now: close under it
+            with contextlib.suppress(RuntimeError):  # iterated by another task: close under it; it stops
                 await agen.aclose()
         await self._close_response()
 
@@ -84,7 +85,7 @@ class AsyncStream(StreamView):
     async def _run(self) -> AsyncGenerator[str, None]:
         call = self._call
         try:
-            while True:
+            while not self._closed:
                 body = call.begin_attempt()
                 try:
                     resp = await self._client._send(call, body)
@@ -94,6 +95,8 @@ class AsyncStream(StreamView):
                     return
                 except InferlineError as exc:
                     await self._close_response()
+                    if self._closed:  # aclose() from another task broke the read: just stop
+                        return
                     delay = call.retry_delay(exc)
                     if delay is None:
                         call.annotate(exc)

@@ -47,7 +47,7 @@ class Stream(StreamView):
     `usage`, `finish_reason`, `backend`, `model`, `ttft_s` and `tokens_per_s` are set.
     """
 
-    __slots__ = ("_client", "_gen", "_response", "_started")
+    __slots__ = ("_client", "_closed", "_gen", "_response", "_started")
 
     def __init__(self, client: Client, call: _Call) -> None:
         self._client = client
@@ -57,6 +57,7 @@ class Stream(StreamView):
         self._gen: weakref.ref[Generator[str, None, None]] | None = None
         self._response: httpx.Response | None = None
         self._started = False
+        self._closed = False
 
     def __iter__(self) -> Iterator[str]:
         if self._started:
@@ -76,13 +77,14 @@ class Stream(StreamView):
 
     def close(self) -> None:
         """Stop now: close the connection (the server cancels generation). Safe to call twice."""
-        self._started = True
+        self._started = self._closed = True
         gen = self._gen() if self._gen is not None else None
         if gen is not None:
             try:
                 gen.close()
-            except ValueError:  # iterated in another thread right now: unblock its read instead
+            except ValueError:  # being iterated in another thread: unblock its read; that thread cleans up
                 _shutdown(self._response)
+                return
         self._close_response()
 
     def _close_response(self) -> None:
@@ -93,7 +95,7 @@ class Stream(StreamView):
     def _run(self) -> Generator[str, None, None]:
         call = self._call
         try:
-            while True:
+            while not self._closed:
                 body = call.begin_attempt()
                 try:
                     resp = self._client._send(call, body)
@@ -102,6 +104,8 @@ class Stream(StreamView):
                     return
                 except InferlineError as exc:
                     self._close_response()
+                    if self._closed:  # close() from another thread broke the read: just stop
+                        return
                     delay = call.retry_delay(exc)
                     if delay is None:
                         call.annotate(exc)
