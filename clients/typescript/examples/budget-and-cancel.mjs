@@ -34,7 +34,7 @@ console.log(`cancel(): cancelled=${s3.cancelled} after ${s3.deltas} deltas`);
 
 // A budget shared by every call of a session (pass it to the client to cover all its calls).
 // Each call asks for at most what is left; the call that runs out throws with what it had.
-const session = new Budget(40);
+const session = new Budget(24);
 try {
   for (;;) await client.complete({ prompt, maxTokens: 100, budget: session });
 } catch (err) {

@@ -11,7 +11,7 @@ const client = new InferlineClient({
 
 const stream = client.stream({
   messages: [{ role: 'user', content: 'Name three uses of a paperclip.' }],
-  maxTokens: 32,
+  maxTokens: 24,
   temperature: 0.2,
 });
 for await (const delta of stream) process.stdout.write(delta);

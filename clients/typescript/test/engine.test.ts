@@ -207,7 +207,7 @@ describe('against a real engine', { timeout: 180_000 }, () => {
       }
       assert.ok(stdout.length > 0);
       if (example === 'chat.mjs') assert.match(stdout, /finishReason: '(stop|length)'/);
-      else assert.match(stdout, /budget: 40\/40 used \(true\)/);
+      else assert.match(stdout, /budget: 24\/24 used \(true\)/);
     });
   }
 });
