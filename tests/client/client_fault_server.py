@@ -61,6 +61,7 @@ class Recorded:
     body: dict[str, Any]
     headers: dict[str, str]
     t: float
+    peer: tuple[str, int] | None = None  # the client's address: the same one means a reused connection
 
 
 Step = Reply | Sse | Firehose
@@ -131,7 +132,8 @@ class FaultServer:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = orjson.loads(await request.read())
-        self.requests.append(Recorded(request.path, body, dict(request.headers), time.monotonic()))
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.requests.append(Recorded(request.path, body, dict(request.headers), time.monotonic(), peer))
         if self.script:
             step = self.script.popleft()
         elif self.firehose_by_max_tokens:

@@ -125,3 +125,22 @@ async def test_aclose_from_another_task_ends_the_loop_quietly(fault: FaultServer
         await asyncio.wait_for(task, 2)
     assert seen == ["a"] and len(fault.requests) == 1
     assert await asyncio.to_thread(fault.wait_disconnected, 1.0) is not None
+
+
+def test_a_finished_stream_reuses_the_connection_and_a_cut_one_does_not(fault: FaultServer) -> None:
+    with Client(fault.url) as client:
+        client.complete(messages=MSG)
+        client.complete(messages=MSG)
+        for _ in client.stream(messages=MSG):
+            break
+        client.complete(messages=MSG)
+    peers = [r.peer for r in fault.requests]
+    assert peers[0] == peers[1] == peers[2]  # [DONE], then the body's end read: back to the pool
+    assert peers[3] != peers[2]  # closed mid-stream: that connection is gone
+
+
+async def test_async_finished_stream_reuses_the_connection(fault: FaultServer) -> None:
+    async with AsyncClient(fault.url) as client:
+        for _ in range(3):
+            await client.complete(messages=MSG)
+    assert len({r.peer for r in fault.requests}) == 1

@@ -11,14 +11,14 @@ import asyncio
 import contextlib
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
 import httpx
 
 from ._config import DEFAULT_RETRY, DEFAULT_TIMEOUTS, Budget, Retry, Timeouts
-from ._core import MAX_ERROR_BODY_BYTES, StreamView, _Call
+from ._core import DRAIN_MAX_READS, DRAIN_TIMEOUT_S, MAX_ERROR_BODY_BYTES, StreamView, _Call
 from ._exceptions import InferlineError, StreamError
 from ._models import Completion
 from ._transport import (
@@ -136,11 +136,23 @@ class AsyncStream(StreamView):
                         break
                 if call.done:
                     break
+            if call.done:
+                await _drain(anext_chunk)
         finally:
             aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
         call.end_of_body()
+
+
+async def _drain(anext_chunk: Callable[[], Awaitable[bytes]]) -> None:
+    """After [DONE], read the end of the body (bounded) so the connection goes back to the pool."""
+    try:
+        async with asyncio.timeout(DRAIN_TIMEOUT_S):
+            for _ in range(DRAIN_MAX_READS):
+                await anext_chunk()
+    except (StopAsyncIteration, TimeoutError, httpx.TransportError):
+        pass  # done (connection released), or the server kept it open and we close it
 
 
 class AsyncClient:

@@ -38,6 +38,10 @@ __all__ = ["BACKEND_HEADER", "MODEL_HEADER", "StreamView"]
 BACKEND_HEADER = "x-inferline-backend"
 MODEL_HEADER = "x-inferline-model"
 MAX_ERROR_BODY_BYTES = 64 * 1024
+# After [DONE] the body's end (the chunked terminator) normally follows at once; reading it lets the
+# connection be reused. A server that keeps the body open gets this long before we close instead.
+DRAIN_TIMEOUT_S = 0.5
+DRAIN_MAX_READS = 4
 
 # Resume asks the server to continue the final (assistant) message instead of starting a new turn:
 # vLLM's and SGLang's chat-template switches; llama.cpp continues a trailing assistant message by itself.
@@ -167,6 +171,10 @@ class _Call:
 
     def begin_attempt(self) -> bytes:
         """Start an attempt: fresh parser and deadlines; returns the JSON body to POST."""
+        if not self.attempts:  # the call starts when it is first sent, not when stream() was called
+            self.t_start = time.monotonic()
+            total = self.timeouts.total_s
+            self.total_deadline = None if total is None else self.t_start + total
         self.attempts += 1
         self.decoder = SSEDecoder(self._max_event_bytes)
         self._attempt_chunks = 0

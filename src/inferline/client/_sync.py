@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from ._config import DEFAULT_RETRY, DEFAULT_TIMEOUTS, Budget, Retry, Timeouts
-from ._core import MAX_ERROR_BODY_BYTES, StreamView, _Call
+from ._core import DRAIN_MAX_READS, DRAIN_TIMEOUT_S, MAX_ERROR_BODY_BYTES, StreamView, _Call
 from ._exceptions import InferlineError, StreamError
 from ._models import Completion
 from ._transport import (
@@ -124,7 +124,7 @@ class Stream(StreamView):
                 timeout_ext["read"] = None
         chunks = raw_chunks_of(resp)
         monotonic = time.monotonic
-        rcvtimeo: float | None = None
+        rcvtimeo: float | None = -1.0  # never a real value: the first read always sets the socket's
         while True:
             wait, timeout_cls = call.read_timeout()
             if wait is not None and wait <= 0:
@@ -150,8 +150,8 @@ class Stream(StreamView):
                     break
             if call.done:
                 break
-        if sock is not None and rcvtimeo is not None:
-            _set_rcvtimeo(sock, None)  # the connection may go back to the pool
+        if call.done:
+            _drain(chunks, sock)
         call.end_of_body()
 
 
@@ -299,6 +299,17 @@ def _socket_of(resp: httpx.Response) -> socket.socket | None:
     stream = resp.extensions.get("network_stream")
     sock = stream.get_extra_info("socket") if stream is not None else None
     return sock if isinstance(sock, socket.socket) else None
+
+
+def _drain(chunks: Iterator[bytes], sock: socket.socket | None) -> None:
+    """After [DONE], read the end of the body (bounded) so the connection goes back to the pool."""
+    if sock is not None:
+        _set_rcvtimeo(sock, DRAIN_TIMEOUT_S)
+    try:
+        for _ in range(DRAIN_MAX_READS):
+            next(chunks)
+    except (StopIteration, httpx.TransportError):
+        pass  # done (connection released), or the server kept it open and httpcore closed it
 
 
 def _set_rcvtimeo(sock: socket.socket, seconds: float | None) -> None:
