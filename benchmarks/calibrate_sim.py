@@ -1,0 +1,287 @@
+"""Calibrate the simulator's cpu-smollm2 profile against the real embedded engine it models.
+
+The same closed-loop concurrency sweep (1, 2, 4, 8 users; 128-word prompts, exactly 64 output tokens
+with ignore_eos; same seed) is run with `inferline bench` straight against
+
+  real  `inferline engine --parallel 8` (llama.cpp via xllamacpp, SmolLM2-135M Q4_1, all cores)
+  sim   `inferline sim --profile cpu-smollm2` (time-scale 1)
+
+one after the other (never both at once: the real engine needs the cores). Reported per step:
+TTFT p50, TPOT p50 and output throughput of each, and the ratio sim/real; a ratio outside
+0.8-1.25 is flagged. From the real engine's numbers the script fits the profile's step model
+(TPOT(n) = step_base_s + n * decode_seq_s; prefill from TTFT at one user) and prints it next to
+the profile's values, as the proposal for src/inferline/sim/profiles.py.
+
+The real engine shares two cores with the load generator (and with anything else running on the
+machine): the load average is recorded before each target, and a warning is printed when the machine
+was busy, since the real numbers then say more about the neighbours than about the engine.
+
+    .venv/bin/python benchmarks/calibrate_sim.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _gwbench import (
+    INFERLINE,
+    Stack,
+    console,
+    free_ports,
+    git_commit,
+    header,
+    load_sweep,
+    machine,
+    main_guard,
+    md_table,
+    now_iso,
+    rich_table,
+    write_results,
+)
+
+from inferline.sim.profiles import CPU_SMOLLM2
+
+CONCURRENCY = (1, 2, 4, 8)
+INPUT_WORDS = 128
+OUTPUT_TOKENS = 64
+TOLERANCE = 0.25  # |ratio - 1| above this (ratio > 1.25 or < 0.8) is "off"
+
+
+def loadavg() -> float:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+def sweep(stack: Stack, target: str, window_s: float, grace_s: float) -> dict[str, Any]:
+    port = free_ports(1)
+    if target == "real":
+        argv = [INFERLINE, "engine", "--parallel", "8", "--port", str(port)]
+    else:
+        argv = [INFERLINE, "sim", "--profile", "cpu-smollm2", "--port", str(port)]
+    la0 = loadavg()
+    p = stack.start(target, argv)
+    url = f"http://127.0.0.1:{port}"
+    stack.wait_http(p, url + "/health", 90)
+    cpu0, t0 = p.cpu_s(), time.monotonic()
+    runs = load_sweep(
+        url,
+        stack,
+        concurrency=CONCURRENCY,
+        duration_s=window_s,
+        grace_s=grace_s,
+        workload="random",
+        input={"mean": INPUT_WORDS},
+        output={"mean": OUTPUT_TOKENS},
+        ignore_eos=True,
+        warmup_requests=2,
+        seed=0,
+    )
+    wall = time.monotonic() - t0
+    cpu = (p.cpu_s() - cpu0) / wall
+    stack.stop(p)
+    steps = []
+    for r in runs:
+        s = r.summary
+        steps.append(
+            {
+                "concurrency": r.concurrency,
+                "completed": s["completed"],
+                "errors": s["errors"],
+                "ttft_ms": s["ttft_ms"],
+                "tpot_ms": s["tpot_ms"],
+                "e2e_ms": s["e2e_ms"],
+                "output_throughput_tps": s["output_throughput_tps"],
+                "prompt_tokens_mean": (s["input_tokens"] / s["completed"]) if s["completed"] else None,
+                "output_tokens_mean": (s["output_tokens"] / s["completed"]) if s["completed"] else None,
+                "generator_cpu_ratio": s.get("generator_cpu_ratio"),
+            }
+        )
+    return {"target": target, "loadavg_before": la0, "engine_cpu_cores": round(cpu, 2), "steps": steps}
+
+
+def fit(real: dict[str, Any]) -> dict[str, float] | None:
+    """Step model from the real engine: TPOT(n) = base + n * seq (least squares over the sweep), and
+    prefill seconds per prompt token from TTFT at one user (TTFT = prefill + one decode step)."""
+    pts = [(st["concurrency"], st["tpot_ms"]["p50"]) for st in real["steps"] if st["tpot_ms"]["p50"] is not None]
+    if len(pts) < 2:
+        return None
+    n = np.array([p[0] for p in pts], dtype=float)
+    tpot = np.array([p[1] for p in pts], dtype=float) / 1000.0
+    seq, base = np.polyfit(n, tpot, 1)
+    one = next((st for st in real["steps"] if st["concurrency"] == 1), None)
+    prefill = None
+    if one and one["ttft_ms"]["p50"] is not None and one["prompt_tokens_mean"]:
+        prefill = max(0.0, one["ttft_ms"]["p50"] / 1000.0 - (base + seq)) / one["prompt_tokens_mean"]
+    return {
+        "step_base_s": float(base),
+        "decode_seq_s": float(seq),
+        "prefill_token_s": float(prefill) if prefill is not None else float("nan"),
+        "single_stream_tok_s": float(1.0 / (base + seq)),
+        "eight_stream_tok_s": float(8.0 / (base + 8 * seq)),
+    }
+
+
+def ratio(sim: float | None, real: float | None) -> float | None:
+    if sim is None or real is None or real == 0:
+        return None
+    return sim / real
+
+
+def flag(r: float | None) -> str:
+    if r is None:
+        return "–"
+    off = r > 1 + TOLERANCE or r < 1 / (1 + TOLERANCE)
+    return f"{r:.2f}" + (" !" if off else "")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="8 s per concurrency step (< 2 min)")
+    args = ap.parse_args()
+    window = 8.0 if args.quick else 25.0
+    stack = Stack(budget_s=115 if args.quick else 400)
+    data: dict[str, Any] = {
+        "benchmark": "calibrate_sim",
+        "date": now_iso(),
+        "mode": "quick" if args.quick else "full",
+        "machine": machine(),
+        "git": git_commit(),
+        "config": {
+            "concurrency": CONCURRENCY,
+            "window_s_per_step": window,
+            "input_words": INPUT_WORDS,
+            "output_tokens": OUTPUT_TOKENS,
+            "ignore_eos": True,
+            "real": "inferline engine --parallel 8 (threads: all cores)",
+            "sim": "inferline sim --profile cpu-smollm2 (time-scale 1)",
+            "profile": {
+                k: getattr(CPU_SMOLLM2, k)
+                for k in ("step_base_s", "decode_seq_s", "kv_token_s", "prefill_token_s", "max_num_seqs")
+            },
+            "cores": os.cpu_count(),
+        },
+    }
+    console.print(
+        f"[bold]calibrate_sim[/]: closed loop {', '.join(map(str, CONCURRENCY))} users, {INPUT_WORDS}-word prompts, "
+        f"{OUTPUT_TOKENS} output tokens, {window:g} s per step; real engine, then the sim"
+    )
+    results = {}
+    for target in ("real", "sim"):
+        t0 = time.monotonic()
+        results[target] = sweep(stack, target, window, grace_s=8.0 if args.quick else 20.0)
+        console.print(
+            f"  {target}: {time.monotonic() - t0:.0f}s, load average before {results[target]['loadavg_before']}, "
+            f"engine CPU {results[target]['engine_cpu_cores']} cores"
+        )
+    stack.stop_all()
+    data["results"] = results
+    cols = [
+        "users",
+        "TTFT p50 real ms",
+        "TTFT p50 sim ms",
+        "TTFT sim/real",
+        "TPOT p50 real ms",
+        "TPOT p50 sim ms",
+        "TPOT sim/real",
+        "tok/s real",
+        "tok/s sim",
+        "tok/s sim/real",
+        "prompt tok real/sim",
+    ]
+    table_rows = []
+    ratios = []
+    for real_st, sim_st in zip(results["real"]["steps"], results["sim"]["steps"], strict=True):
+        rt = ratio(sim_st["ttft_ms"]["p50"], real_st["ttft_ms"]["p50"])
+        rp = ratio(sim_st["tpot_ms"]["p50"], real_st["tpot_ms"]["p50"])
+        rx = ratio(sim_st["output_throughput_tps"], real_st["output_throughput_tps"])
+        ratios.append({"concurrency": real_st["concurrency"], "ttft": rt, "tpot": rp, "throughput": rx})
+        pr, ps = real_st["prompt_tokens_mean"], sim_st["prompt_tokens_mean"]
+        table_rows.append(
+            [
+                real_st["concurrency"],
+                real_st["ttft_ms"]["p50"],
+                sim_st["ttft_ms"]["p50"],
+                flag(rt),
+                real_st["tpot_ms"]["p50"],
+                sim_st["tpot_ms"]["p50"],
+                flag(rp),
+                real_st["output_throughput_tps"],
+                sim_st["output_throughput_tps"],
+                flag(rx),
+                f"{pr:.0f}/{ps:.0f}" if pr and ps else "–",
+            ]
+        )
+    data["ratios"] = ratios
+    fitted = fit(results["real"])
+    data["fit"] = fitted
+    busy = results["real"]["loadavg_before"] > 1.0
+    caption = (
+        "ratio = sim / real; '!' = off by more than 25%. TPOT = (E2E - TTFT) / (tokens - 1), medians. "
+        "prompt tok = mean prompt tokens per request as each engine reported them (real: SmolLM2's tokenizer; "
+        "sim: its chars/4 estimate)."
+    )
+    console.print(rich_table("Simulator (cpu-smollm2) vs the real embedded engine", cols, table_rows, caption))
+    p = CPU_SMOLLM2
+    lines = []
+    if fitted:
+        prof_rows = [
+            ["step_base_s (ms)", p.step_base_s * 1e3, fitted["step_base_s"] * 1e3],
+            ["decode_seq_s (ms)", p.decode_seq_s * 1e3, fitted["decode_seq_s"] * 1e3],
+            [
+                "prefill tok/s",
+                1 / p.prefill_token_s,
+                1 / fitted["prefill_token_s"] if fitted["prefill_token_s"] else None,
+            ],
+            ["1-stream tok/s", 1 / (p.step_base_s + p.decode_seq_s), fitted["single_stream_tok_s"]],
+            ["8-stream tok/s", 8 / (p.step_base_s + 8 * p.decode_seq_s), fitted["eight_stream_tok_s"]],
+        ]
+        console.print(rich_table("Step model: profile vs fit to the real engine", ["", "profile", "fit"], prof_rows))
+        lines.append(md_table(["", "profile", "fit to real"], prof_rows))
+    off = [
+        r
+        for r in ratios
+        if any(v is not None and abs(np.log(v)) > np.log(1 + TOLERANCE) for k, v in r.items() if k != "concurrency")
+    ]
+    verdict = (
+        f"{len(off)} of {len(ratios)} steps off by more than 25% in TTFT, TPOT or throughput."
+        if off
+        else "Every step within 25% in TTFT, TPOT and throughput."
+    )
+    if busy:
+        verdict += (
+            f" WARNING: load average {results['real']['loadavg_before']:.1f} on {os.cpu_count()} cores before the "
+            "real engine ran: the machine was busy, the real engine's numbers are not a clean measurement and "
+            "must not be used to change the profile."
+        )
+    console.print(verdict)
+    data["verdict"] = verdict
+    md = header("calibrate_sim: the cpu-smollm2 profile vs the real embedded engine", data)
+    md += (
+        f"Closed loop, {', '.join(map(str, CONCURRENCY))} users, {window:g} s per step, {INPUT_WORDS}-word prompts, "
+        f"{OUTPUT_TOKENS} output tokens (ignore_eos), seed 0, bench straight at each engine (no gateway). "
+        f"Real: `inferline engine --parallel 8` (load average before: {results['real']['loadavg_before']}); "
+        f"sim: `inferline sim --profile cpu-smollm2`.\n\n"
+    )
+    md += md_table(cols, table_rows) + "\n" + caption + "\n\n"
+    if lines:
+        md += "Step model (profile vs a fit to the real engine's TPOT by users and its TTFT at one user):\n\n"
+        md += lines[0] + "\n"
+    md += verdict + "\n"
+    j, m = write_results("calibrate_sim", data, md)
+    console.print(f"wrote {j} and {m}")
+    return 0
+
+
+if __name__ == "__main__":
+    main_guard(main)
