@@ -42,6 +42,7 @@ class Sse:
     usage: tuple[int, int] | None = None  # (prompt, completion); default (7, len(deltas))
     error: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    usage_every_chunk: bool = False  # like vLLM's stream_options.continuous_usage_stats
     headers_delay_s: float = 0.0  # before the response headers
     first_delay_s: float = 0.0  # after the headers, before the first delta
     delay_s: float = 0.0  # between deltas
@@ -171,7 +172,10 @@ class FaultServer:
             for i, delta in enumerate(step.deltas):
                 if i and step.delay_s:
                     await asyncio.sleep(step.delay_s)
-                await self._write(resp, _event({"choices": [_choice(chat, delta)]}))
+                event: dict[str, Any] = {"choices": [_choice(chat, delta)]}
+                if step.usage_every_chunk:
+                    event["usage"] = {"prompt_tokens": 7, "completion_tokens": i + 1, "total_tokens": i + 8}
+                await self._write(resp, _event(event))
             if step.end == "done":
                 prompt, completion = step.usage or (7, len(step.deltas))
                 usage = {"prompt_tokens": prompt, "completion_tokens": completion}

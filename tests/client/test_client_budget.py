@@ -54,6 +54,14 @@ def test_usage_reconciles_the_chunk_count(fault: FaultServer) -> None:
     assert budget.used_tokens == 9
 
 
+def test_usage_on_every_chunk_is_not_counted_twice(fault: FaultServer) -> None:
+    budget = Budget(total_tokens=100)
+    fault.reset(Sse(["a", "b", "c", "d"], usage_every_chunk=True))
+    with Client(fault.url, retry=ONCE) as client:
+        done = client.complete(messages=MSG, budget=budget)
+    assert budget.used_tokens == 4 and done.usage == Usage(7, 4, 11)
+
+
 def test_without_usage_the_budget_counts_chunks(fault: FaultServer) -> None:
     budget = Budget(total_tokens=100)
     fault.reset(Sse(["a", "b", "c"], end="drop"))

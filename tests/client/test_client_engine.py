@@ -93,11 +93,11 @@ def test_slow_consumer_leaves_bytes_in_the_kernel_and_keeps_memory_flat(engine_u
     """Not iterating means not reading: the engine's output waits in TCP buffers, not in our process.
 
     The smallest receive buffer the kernel allows (~2.3 KiB) makes TCP flow control visible with a
-    40-token answer: while the consumer pauses, the client reads nothing, its socket's receive queue
+    short answer: while the consumer pauses, the client reads nothing, its socket's receive queue
     fills, and the engine's socket holds bytes it cannot send (its writes are throttled by our
     window). Then a consumer that sleeps between chunks reads in small steps, with flat memory.
     """
-    n = 40
+    n = 24  # ~5.5 KB of chunks: more than the ~2.3 KB receive buffer, so the window closes
     transport = httpx.HTTPTransport(socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)])
     engine_port = int(engine_url.rsplit(":", 1)[1])
     with Client(engine_url + "/v1", timeouts=PATIENT, transport=transport) as client:
@@ -110,13 +110,18 @@ def test_slow_consumer_leaves_bytes_in_the_kernel_and_keeps_memory_flat(engine_u
         client_port = sock.getsockname()[1]
         read_after_first = resp.num_bytes_downloaded
 
-        # Pause, without iterating, until the engine has generated every token.
-        _seconds_until_idle(engine_url, time.monotonic(), within_s=60)
-        server_q = _tcp_queues(engine_port, client_port)
-        client_q = _tcp_queues(client_port, engine_port)
+        # Pause, without iterating, until the engine's socket holds bytes it cannot send to us.
+        deadline = time.monotonic() + 60
+        while True:
+            server_q = _tcp_queues(engine_port, client_port)
+            client_q = _tcp_queues(client_port, engine_port)
+            if server_q is not None and server_q[0] > 0:
+                break
+            assert time.monotonic() < deadline, "TCP flow control never engaged"
+            time.sleep(0.02)
         assert resp.num_bytes_downloaded == read_after_first  # nothing read while we did not ask
         assert client_q is not None and client_q[1] > 0  # the answer waits in our kernel buffer...
-        assert server_q is not None and server_q[0] > 0  # ...and in the engine's: flow control
+        assert server_q[0] > 0  # ...and in the engine's: its writes are throttled by our window
 
         # Now a consumer that sleeps between chunks: bytes come in small steps, memory stays flat.
         tracemalloc.start()

@@ -55,6 +55,7 @@ class _Call:
     """Everything one stream() call tracks across its attempts."""
 
     __slots__ = (
+        "_attempt_charged",
         "_attempt_chunks",
         "_attempt_usage",
         "_body",
@@ -150,6 +151,7 @@ class _Call:
         self._usage_before: Usage | None = None
         self._attempt_usage: Usage | None = None
         self._attempt_chunks = 0
+        self._attempt_charged = 0  # tokens this attempt has charged to the budget
         self.timeouts = timeouts
         self.resume = resume
         self.decoder = SSEDecoder(max_event_bytes)
@@ -178,6 +180,7 @@ class _Call:
         self.attempts += 1
         self.decoder = SSEDecoder(self._max_event_bytes)
         self._attempt_chunks = 0
+        self._attempt_charged = 0
         self._attempt_usage = None
         self.done = False
         self.finish_reason = None
@@ -260,19 +263,20 @@ class _Call:
             usage = obj.get("usage")
         except (orjson.JSONDecodeError, AttributeError, TypeError, IndexError) as exc:
             raise StreamError(f"malformed chunk: {payload[:200]!r}", transient=True) from exc
+        accepted = self._accept(text, now) if text else None
         if usage:
             self._on_usage(usage)
-        if text:
-            return self._accept(text, now)
-        return None
+        return accepted
 
     def _accept(self, text: str, now: float) -> str:
         if self._max_chunks is not None and self.chunks >= self._max_chunks:
             raise BudgetExceeded(f"max_chunks={self._max_chunks} reached", limit="max_chunks")
         if self._max_chars is not None and self.chars + len(text) > self._max_chars:
             raise BudgetExceeded(f"max_chars={self._max_chars} reached", limit="max_chars")
-        if self._budget is not None and not self._budget._take(1):
-            raise BudgetExceeded(f"budget of {self._budget.total_tokens} tokens is spent", limit="budget")
+        if self._budget is not None:
+            if not self._budget._take(1):
+                raise BudgetExceeded(f"budget of {self._budget.total_tokens} tokens is spent", limit="budget")
+            self._attempt_charged += 1
         self.chunks += 1
         self._attempt_chunks += 1
         self.chars += len(text)
@@ -292,10 +296,10 @@ class _Call:
             total = int(raw.get("total_tokens") or prompt + completion)
         except (TypeError, ValueError):
             return
-        previous = self._attempt_usage.completion_tokens if self._attempt_usage else self._attempt_chunks
         self._attempt_usage = Usage(prompt, completion, total)
-        if self._budget is not None:
-            self._budget._adjust(completion - previous)
+        if self._budget is not None:  # usage may come once at the end or with every chunk (vLLM option)
+            self._budget._adjust(completion - self._attempt_charged)
+            self._attempt_charged = completion
 
     def end_of_body(self) -> None:
         """The byte stream ended: no [DONE] means truncated; a budget that capped the answer raises."""
