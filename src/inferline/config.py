@@ -41,6 +41,7 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_NUM_SEQS = 256  # seed note: --max-num-seqs 256
 KV_ADMIT_RATIO = 0.85  # seed note: reject/queue above 85% KV use
 SHUTDOWN_GRACE_S = 30.0
+SEND_BUFFER_BYTES = 64 * 1024
 CLIENT_STALL_TIMEOUT_S = 30.0
 REQUEST_TIMEOUT_S = 600.0
 FIRST_TOKEN_TIMEOUT_S = 120.0
@@ -250,6 +251,13 @@ class ServerConfig(_Section):
         SHUTDOWN_GRACE_S,
         ge=0,
         description="On SIGTERM, in-flight streams get this long to finish; then they end with an error event.",
+    )
+    send_buffer_bytes: int = Field(
+        SEND_BUFFER_BYTES,
+        ge=0,
+        description="Kernel send buffer per client connection (SO_SNDBUF; 0 = kernel autotuning, up to MBs). "
+        "With the server's 64 KiB write buffer it bounds what a slow client can leave queued per stream, so "
+        "backpressure reaches the engine and a stalled client is detected.",
     )
     client_stall_timeout_s: float = Field(
         CLIENT_STALL_TIMEOUT_S,

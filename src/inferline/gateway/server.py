@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import socket
 import sys
 from types import FrameType
 
@@ -26,6 +28,10 @@ class _DrainingServer(uvicorn.Server):
         if not self.should_exit:
             self._gateway.begin_drain()
         super().handle_exit(sig, frame)
+        # uvicorn re-raises the signal after shutting down (exit 143); a completed drain is a clean exit.
+        captured = getattr(self, "_captured_signals", None)
+        if isinstance(captured, list) and sig == signal.SIGTERM:
+            captured.clear()
 
     async def startup(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
         await super().startup(sockets=sockets)  # type: ignore[arg-type]
@@ -37,6 +43,24 @@ class _DrainingServer(uvicorn.Server):
             models = ", ".join(m.name for m in self._gateway.config.models)
             log.info("serving %s on http://%s:%d/v1 (metrics on /metrics, readiness on /ready)", models, host, port)
             print(f"inferline: ready on http://{host}:{port}/v1", file=sys.stderr, flush=True)
+
+
+def _listen_socket(host: str, port: int, send_buffer_bytes: int) -> socket.socket:
+    """The listening socket, made here so accepted connections inherit a bounded SO_SNDBUF."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if send_buffer_bytes:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        log.error("cannot listen on %s:%d: %s", host, port, exc.strerror)
+        sys.exit(1)
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 def configure_logging(level: str) -> None:
@@ -71,6 +95,6 @@ def run_gateway(config: InferlineConfig) -> None:
         timeout_keep_alive=30,
     )
     server = _DrainingServer(uv_config, gateway)
-    server.run()
+    server.run(sockets=[_listen_socket(config.server.host, config.server.port, config.server.send_buffer_bytes)])
     if not server.started:
         sys.exit(1)
