@@ -20,6 +20,18 @@ COMPLETION_KEYS = (b'"text"',)
 _DONE = b"[DONE]"
 _QUOTE = ord('"')
 _SKIP = frozenset(b" \t\r\n:")
+# Servers that close a keep-alive connection after a streamed response without saying so (llama.cpp's
+# server announces `Keep-Alive: timeout=5` and then closes) make the next request on that pooled
+# connection fail before any byte comes back. Like urllib3 and httpx, send it again on another
+# connection; send_s stays the first attempt's, so the retry's cost is in the latencies.
+STALE_RETRIES = 2
+
+
+def _stale_connection(exc: BaseException) -> bool:
+    """The request died on an already-open connection before any response (not a refused connect)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return False  # the connect itself failed: the server is down, not a stale connection
+    return isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
 
 
 def has_content(payload: bytes, keys: tuple[bytes, ...]) -> bool:
@@ -59,29 +71,34 @@ class StreamClient:
     async def send(self, rec: RequestRecord, body: bytes) -> None:
         """Fill `rec` in; never raises except CancelledError (after marking the record cancelled)."""
         clock, t0 = time.perf_counter, self.t0
-        started = False
         rec.send_s = clock() - t0
-        try:
-            async with self.session.post(self.url, data=body) as resp:
-                rec.status = resp.status
-                if resp.status != 200:
-                    detail = await resp.content.read(1024)
-                    rec.fail(ErrorKind.HTTP, clock() - t0, detail.decode("utf-8", "replace"), resp.status)
+        for attempt in range(STALE_RETRIES + 1):
+            started = False
+            try:
+                async with self.session.post(self.url, data=body) as resp:
+                    rec.status = resp.status
+                    if resp.status != 200:
+                        detail = await resp.content.read(1024)
+                        rec.fail(ErrorKind.HTTP, clock() - t0, detail.decode("utf-8", "replace"), resp.status)
+                        return
+                    started = True
+                    await self._read(rec, resp)
                     return
-                started = True
-                await self._read(rec, resp)
-        except asyncio.CancelledError:
-            rec.fail(ErrorKind.CANCELLED, clock() - t0)
-            raise
-        except TimeoutError:
-            rec.fail(ErrorKind.TIMEOUT, clock() - t0)
-        except aiohttp.ClientPayloadError as exc:
-            rec.fail(ErrorKind.TRUNCATED, clock() - t0, repr(exc))
-        except (aiohttp.ClientConnectionError, OSError) as exc:
-            kind = ErrorKind.TRUNCATED if started else ErrorKind.CONNECT
-            rec.fail(kind, clock() - t0, repr(exc))
-        except aiohttp.ClientError as exc:
-            rec.fail(ErrorKind.CLIENT, clock() - t0, repr(exc))
+            except asyncio.CancelledError:
+                rec.fail(ErrorKind.CANCELLED, clock() - t0)
+                raise
+            except TimeoutError:
+                rec.fail(ErrorKind.TIMEOUT, clock() - t0)
+            except aiohttp.ClientPayloadError as exc:
+                rec.fail(ErrorKind.TRUNCATED, clock() - t0, repr(exc))
+            except (aiohttp.ClientConnectionError, OSError) as exc:
+                if not started and attempt < STALE_RETRIES and _stale_connection(exc):
+                    continue  # a pooled keep-alive connection the server had closed: again on another one
+                kind = ErrorKind.TRUNCATED if started else ErrorKind.CONNECT
+                rec.fail(kind, clock() - t0, repr(exc))
+            except aiohttp.ClientError as exc:
+                rec.fail(ErrorKind.CLIENT, clock() - t0, repr(exc))
+            return
 
     async def _read(self, rec: RequestRecord, resp: aiohttp.ClientResponse) -> None:
         clock, t0, keys = time.perf_counter, self.t0, self.keys
