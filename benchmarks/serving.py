@@ -1,0 +1,421 @@
+"""Serving: tokens/s and TTFT through inferline vs the engine direct, with real engines on this CPU.
+
+    .venv/bin/python benchmarks/serving.py [--quick] [--no-vllm] [--threads N]
+
+Closed loop (1, 8 and 32 concurrent streams; each user sends its next request when its stream ends),
+chat streaming, ~32-token prompts, 128 output tokens (ignore_eos), on SmolLM2-135M:
+
+  llama.cpp (the embedded engine, xllamacpp):
+    direct        `inferline engine --parallel 8 --ctx-per-slot 2048 --threads T` (standalone HTTP engine)
+    via gateway   the same engine process behind `inferline serve` (`kind: llamacpp`, max_num_seqs 8)
+    embedded      `inferline serve` with its own in-process engine (`kind: embedded`, same settings)
+  vLLM 0.32 CPU (scripts/vllm, skipped with --no-vllm or --quick, or with a note when it cannot start):
+    direct        vLLM's OpenAI server (max-num-seqs 8)
+    via gateway   behind `inferline serve` (`kind: vllm`, max_num_seqs 8)
+
+Paths of one engine alternate run by run, `--rounds` times, so drift on a shared machine hits both.
+Tokens/s = content chunks received per second in the steady window (from `warm` s after the start to
+the end of the window; streams still open then are cut): both engines send one chunk per token.
+TTFT = first content chunk - send, over the requests whose first token came within the window (at 32
+streams on 8 slots it includes the queue wait, for both paths alike). Ratio = via gateway / direct
+(target: lose < 2% of the engine's tokens/s).
+
+Threads: the engines default to all cores, but on a 2-core machine shared with the gateway, the load
+generator and other jobs, llama.cpp's threads wait for each other at every step and throughput
+collapses (measured 25-48 tok/s with 2 threads vs ~80 with 1 while other work ran). The default here
+is therefore `--threads 1` for llama.cpp and vLLM's OpenMP bound to one core; `--threads 0` measures
+the engines' own default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _harness as h
+
+NAME = "serving"
+INPUT_LEN = 32
+OUTPUT_LEN = 128
+VLLM_VENV = h.CACHE / "vllm-venv"
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run (< 2 min): llama.cpp only, 1 and 8 streams")
+    ap.add_argument("--no-vllm", action="store_true", help="skip real vLLM")
+    ap.add_argument("--threads", type=int, default=1, help="engine CPU threads (0 = the engines' default: all)")
+    ap.add_argument("--concurrency", default=None, help="comma list (default 1,8,32; quick 1,8)")
+    ap.add_argument("--rounds", type=int, default=None, help="alternations per concurrency (default 2; quick 1)")
+    ap.add_argument("--budget", type=float, default=None, help="hard wall-clock limit, s (default 720; quick 115)")
+    return ap.parse_args()
+
+
+def measure(url: str, procs_all: list[h.Proc], conc: int, window: float, warm: float, seed: int) -> dict[str, Any]:
+    m = h.bench(
+        url,
+        procs_all,
+        concurrency=(conc,),
+        duration_s=window,
+        grace_s=0.0,  # cut what is open at the end of the window
+        request_timeout_s=300.0,
+        input={"mean": INPUT_LEN},
+        output={"mean": OUTPUT_LEN},
+        ignore_eos=True,
+        seed=seed,  # fresh prompts every run: llama.cpp's slots reuse a cached prompt prefix
+    )
+    counted = window - warm
+    tokens = sum(1 for r in m.records for t in r.chunk_s if warm <= t <= window)
+    ttfts = sorted(
+        (r.chunk_s[0] - r.send_s) * 1e3
+        for r in m.records
+        if r.chunk_s and r.send_s is not None and r.chunk_s[0] <= window
+    )
+    s = m.summary
+    out = {
+        "tokens_per_s": round(tokens / counted, 2),
+        "tokens_in_window": tokens,
+        "ttft_ms": {"p50": _q(ttfts, 0.5), "p99": _q(ttfts, 0.99), "count": len(ttfts)},
+        "completed": s["completed"],
+        "cut_at_window_end": s["cancelled"],
+        "other_errors": {k: v for k, v in s["errors"].items() if k != "cancelled"},
+        "error_details": sorted({f"{r.error}: {r.error_detail}" for r in m.records if _real_error(r)})[:3],
+        "cpu_ratio": m.cpu,
+        "loadavg_1m": m.loadavg[0] if m.loadavg else None,
+    }
+    h.settle(procs_all, max_s=20)
+    return out
+
+
+def _real_error(r: Any) -> bool:
+    return bool(r.error) and r.error != "cancelled"
+
+
+def _q(xs: list[float], q: float) -> float | None:
+    if not xs:
+        return None
+    i = q * (len(xs) - 1)
+    lo = int(i)
+    hi = min(lo + 1, len(xs) - 1)
+    return round(xs[lo] + (xs[hi] - xs[lo]) * (i - lo), 2)
+
+
+def run_engine(
+    engine: str,
+    paths: dict[str, h.Proc],
+    direct: str,
+    conc_list: list[int],
+    rounds: int,
+    window: float,
+    warm: float,
+    procs_all: list[h.Proc],
+    budget_ok: Any,
+) -> list[dict[str, Any]]:
+    runs = []
+    names = list(paths)
+    for conc in conc_list:
+        for rnd in range(rounds):
+            if not budget_ok():
+                h.console.print(f"[yellow]{engine}: time budget reached; skipping the rest[/]")
+                return runs
+            k = rnd % len(names)
+            for name in names[k:] + names[:k]:
+                seed = 1000 * conc + 10 * rnd + names.index(name)
+                # the first batch's prompts are prefilled first: count from later when many start at once
+                r = measure(paths[name].url, procs_all, conc, window, warm if conc > 1 else warm / 2, seed)
+                r.update(engine=engine, path=name, concurrency=conc, round=rnd + 1, direct=direct)
+                runs.append(r)
+                h.console.print(
+                    f"{engine:9s} {conc:3d} streams {name:12s} round {rnd + 1}: {r['tokens_per_s']:7.1f} tok/s  "
+                    f"TTFT p50 {h.fmt(r['ttft_ms']['p50'])} ms  errors {r['other_errors'] or '-'}  "
+                    f"CPU {r['cpu_ratio']}  load {r['loadavg_1m']}"
+                )
+    return runs
+
+
+def start_llama(procs: h.Procs, threads: int, data: dict[str, Any]) -> dict[str, h.Proc]:
+    port = h.free_port()
+    eng = procs.start(
+        "engine",
+        h.inferline_cmd(
+            "engine", "--port", str(port), "--parallel", "8", "--ctx-per-slot", "2048", "--threads", str(threads)
+        ),
+    )
+    eng.url = f"http://127.0.0.1:{port}"
+    procs.wait_http(eng, eng.url + "/health", 180)
+    gw = h.start_gateway(
+        procs,
+        h.gateway_config([{"name": "llama0", "kind": "llamacpp", "url": eng.url, "max_num_seqs": 8}]),
+        name="gateway",
+    )
+    emb = h.start_gateway(
+        procs,
+        h.gateway_config(
+            [
+                {
+                    "name": "embedded0",
+                    "kind": "embedded",
+                    "embedded": {"parallel": 8, "ctx_per_slot": 2048, "threads": threads},
+                }
+            ]
+        ),
+        name="embedded",
+        timeout_s=180,
+    )
+    data["startup_s"].update({"llama engine": eng.started_s, "gateway (llamacpp)": gw.started_s})
+    data["startup_s"]["gateway (embedded)"] = emb.started_s
+    return {"direct": eng, "via gateway": gw, "embedded": emb}
+
+
+def start_vllm(procs: h.Procs, threads: int, data: dict[str, Any]) -> dict[str, h.Proc] | None:
+    setup = h.REPO / "scripts" / "vllm" / "setup.sh"
+    start = h.REPO / "scripts" / "vllm" / "start.sh"
+    h.console.print("vLLM: scripts/vllm/setup.sh (instant when cached, ~3 min on a fresh machine)")
+    t0 = time.monotonic()
+    try:
+        rc = subprocess.run(["bash", str(setup)], capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        data["failed"]["vllm"] = "scripts/vllm/setup.sh did not finish within 600 s"
+        return None
+    data["startup_s"]["vllm setup.sh"] = round(time.monotonic() - t0, 1)
+    if rc.returncode != 0:
+        tail = " | ".join(rc.stderr.strip().splitlines()[-5:])
+        data["failed"]["vllm"] = f"scripts/vllm/setup.sh failed (rc {rc.returncode}): {tail}"
+        return None
+    data["peer_versions"]["vllm"] = _vllm_version()
+    port = h.free_port()
+    env = {"INFERLINE_VLLM_FOREGROUND": "1"}  # our own process group, stopped by the harness
+    if threads > 0:
+        env["VLLM_CPU_OMP_THREADS_BIND"] = "0" if threads == 1 else f"0-{threads - 1}"
+    p = procs.start("vllm", ["bash", str(start), str(port)], env=env)
+    p.url = f"http://127.0.0.1:{port}"
+    h.console.print("vLLM: starting (35-90 s)")
+    try:
+        procs.wait_http(p, p.url + "/health", 300)
+    except RuntimeError as exc:
+        procs.stop(p)
+        data["failed"]["vllm"] = f"vLLM did not start: {exc}"[:2000]
+        return None
+    data["startup_s"]["vllm"] = p.started_s
+    gw = h.start_gateway(
+        procs,
+        h.gateway_config([{"name": "vllm0", "kind": "vllm", "url": p.url, "max_num_seqs": 8}]),
+        name="gateway-vllm",
+    )
+    return {"direct": p, "via gateway": gw}
+
+
+def _vllm_version() -> str | None:
+    try:
+        out = subprocess.run(
+            [str(VLLM_VENV / "bin" / "python"), "-c", "import importlib.metadata as m; print(m.version('vllm-cpu'))"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def main() -> int:
+    args = parse_args()
+    quick = args.quick
+    conc_list = [int(x) for x in (args.concurrency or ("1,8" if quick else "1,8,32")).split(",")]
+    rounds = args.rounds or (1 if quick else 2)
+    budget = args.budget or (115.0 if quick else 720.0)
+    soft_s = 85.0 if quick else 600.0
+    procs = h.Procs(budget)
+    t_start = time.monotonic()
+    llama_window, llama_warm = (6.0, 2.5) if quick else (12.0, 4.0)
+    vllm_window, vllm_warm = 12.0, 4.0
+    data: dict[str, Any] = {
+        "benchmark": NAME,
+        "date": h.now_iso(),
+        "mode": "quick" if quick else "full",
+        "machine": h.machine(),
+        "peer_versions": {},
+        "failed": {},
+        "startup_s": {},
+        "workload": {
+            "model": "SmolLM2-135M-Instruct (Q4_1 GGUF on llama.cpp; bf16 safetensors on vLLM)",
+            "requests": f"chat, stream, prompt ~{INPUT_LEN} tokens, {OUTPUT_LEN} output tokens (ignore_eos), usage on",
+            "load": "closed loop",
+            "concurrency": conc_list,
+            "rounds": rounds,
+            "threads": args.threads,
+            "llama_window_s": llama_window,
+            "llama_counted_from_s": llama_warm,
+            "vllm_window_s": vllm_window,
+            "vllm_counted_from_s": vllm_warm,
+        },
+    }
+    try:
+        from importlib import metadata
+
+        import xllamacpp  # noqa: F401
+
+        data["peer_versions"]["xllamacpp"] = metadata.version("xllamacpp")
+    except Exception:
+        pass
+
+    def budget_ok() -> bool:
+        return time.monotonic() - t_start < soft_s
+
+    runs: list[dict[str, Any]] = []
+    llama = start_llama(procs, args.threads, data)
+    lp = list(llama.values())
+    before = {p.name: p.cpu_s() for p in lp}
+    time.sleep(2.0)
+    data["idle_cpu_ratio"] = {p.name: round((p.cpu_s() - before[p.name]) / 2.0, 3) for p in lp}
+    data["rss_mb"] = {p.name: p.rss_mb() for p in lp}
+    for p in llama.values():  # warm-up: load the weights into cache, open connections
+        h.bench(p.url, lp, concurrency=(2,), num_requests=2, output={"mean": 16}, input={"mean": 16})
+    h.settle(lp, max_s=10)
+    runs += run_engine("llama.cpp", llama, "direct", conc_list, rounds, llama_window, llama_warm, lp, budget_ok)
+    for p in lp:
+        procs.stop(p)
+
+    if quick or args.no_vllm:
+        data["failed"]["vllm"] = "skipped (--quick)" if quick else "skipped (--no-vllm)"
+    elif procs.remaining_s() < 200:
+        data["failed"]["vllm"] = "skipped: not enough time left in the budget"
+    else:
+        vllm = start_vllm(procs, args.threads, data)
+        if vllm is not None:
+            vp = list(vllm.values())
+            for p in vllm.values():
+                h.bench(p.url, vp, concurrency=(2,), num_requests=2, output={"mean": 16}, input={"mean": 16})
+            h.settle(vp, max_s=10)
+            data["rss_mb"].update({p.name: p.rss_mb() for p in vp})
+            runs += run_engine("vLLM", vllm, "direct", conc_list, rounds, vllm_window, vllm_warm, vp, budget_ok)
+            for p in vp:
+                procs.stop(p)
+
+    data["runs"] = runs
+    data["summary"] = summarize(runs)
+    data["wall_s"] = round(time.monotonic() - t_start, 1)
+    data["machine"]["loadavg_at_end"] = h.loadavg()
+    procs.stop_all()
+    md = render(data)
+    j, m = h.write_results(NAME, data, md)
+    h.console.print(f"wrote {j.relative_to(h.REPO)} and {m.relative_to(h.REPO)} in {data['wall_s']} s")
+    return 0
+
+
+def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    keys = sorted({(r["engine"], r["concurrency"]) for r in runs}, key=lambda k: (k[0] != "llama.cpp", k[1]))
+    for engine, conc in keys:
+        sel = [r for r in runs if r["engine"] == engine and r["concurrency"] == conc]
+        by_path: dict[str, list[dict[str, Any]]] = {}
+        for r in sel:
+            by_path.setdefault(r["path"], []).append(r)
+        direct = by_path.get("direct", [])
+        d_tps = statistics.median(r["tokens_per_s"] for r in direct) if direct else None
+        for path, rs in by_path.items():
+            tps = statistics.median(r["tokens_per_s"] for r in rs)
+            # per round: ratio against the direct run of the same round (paired), then the median
+            paired = []
+            for r in rs:
+                d = next((x for x in direct if x["round"] == r["round"]), None)
+                if d and d["tokens_per_s"]:
+                    paired.append(r["tokens_per_s"] / d["tokens_per_s"])
+            gw_name = {"via gateway": "gateway", "embedded": "embedded"}.get(path)
+            if engine == "vLLM" and path == "via gateway":
+                gw_name = "gateway-vllm"
+            rows.append(
+                {
+                    "engine": engine,
+                    "concurrency": conc,
+                    "path": path,
+                    "tokens_per_s": round(tps, 1),
+                    "tokens_per_s_runs": [r["tokens_per_s"] for r in rs],
+                    "ratio_vs_direct": round(statistics.median(paired), 3) if path != "direct" and paired else None,
+                    "ratio_runs": [round(x, 3) for x in paired] if path != "direct" else None,
+                    "ttft_p50_ms": _med([r["ttft_ms"]["p50"] for r in rs]),
+                    "ttft_p99_ms": _med([r["ttft_ms"]["p99"] for r in rs]),
+                    "engine_cpu_ratio": _med([_engine_cpu(r) for r in rs]),
+                    "gateway_cpu_ratio": _med([r["cpu_ratio"].get(gw_name) for r in rs]) if gw_name else None,
+                    "loadgen_cpu_ratio": _med([r["cpu_ratio"].get("loadgen") for r in rs]),
+                    "other_errors": [r["other_errors"] for r in rs if r["other_errors"]],
+                    "d_tps": d_tps,
+                }
+            )
+    return rows
+
+
+def _engine_cpu(r: dict[str, Any]) -> float | None:
+    c = r["cpu_ratio"]
+    if r["path"] == "embedded":
+        return c.get("embedded")  # engine and gateway are one process there
+    return c.get("engine", c.get("vllm"))
+
+
+def _med(xs: list[Any]) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return round(statistics.median(xs), 2) if xs else None
+
+
+def render(data: dict[str, Any]) -> str:
+    cols = [
+        "engine",
+        "streams",
+        "path",
+        "tokens/s",
+        "ratio vs direct",
+        "per-round ratios",
+        "TTFT p50 ms",
+        "TTFT p99 ms",
+        "engine CPU",
+        "gateway CPU",
+        "errors",
+    ]
+    rows = []
+    for s in data["summary"]:
+        rows.append(
+            [
+                s["engine"],
+                s["concurrency"],
+                s["path"],
+                s["tokens_per_s"],
+                s["ratio_vs_direct"],
+                ", ".join(f"{x:.3f}" for x in s["ratio_runs"]) if s["ratio_runs"] else None,
+                s["ttft_p50_ms"],
+                s["ttft_p99_ms"],
+                f"{s['engine_cpu_ratio']:.0%}" if s["engine_cpu_ratio"] is not None else None,
+                f"{s['gateway_cpu_ratio']:.0%}" if s["gateway_cpu_ratio"] is not None else None,
+                "; ".join(str(e) for e in s["other_errors"]) or "0",
+            ]
+        )
+    w = data["workload"]
+    caption = (
+        "tokens/s = content chunks/s in the steady window (median over rounds); ratio = via gateway / direct, "
+        "paired by round, median; CPU = CPU s / wall s (1.0 = one core; for 'embedded' engine and gateway are one "
+        "process)"
+    )
+    h.console.print(h.rich_table("serving through inferline vs the engine direct", cols, rows, caption))
+    md = h.header("Serving: tokens/s and TTFT, gateway vs engine direct", data)
+    md += (
+        f"Model {w['model']}; {w['requests']}; {w['load']} at {w['concurrency']} streams; engine threads "
+        f"{w['threads'] or 'all cores'}; llama.cpp windows {w['llama_window_s']:g} s counted from "
+        f"{w['llama_counted_from_s']:g} s, vLLM {w['vllm_window_s']:g} s from {w['vllm_counted_from_s']:g} s "
+        "(half that at 1 stream); "
+        f"{w['rounds']} round(s), paths alternating. Target: the gateway loses < 2% of the engine's tokens/s "
+        "(ratio >= 0.98).\n\n"
+    )
+    md += h.md_table(cols, rows) + "\n" + caption + ".\n\n"
+    if data["failed"]:
+        md += "Not measured:\n\n" + "".join(f"- {k}: {v}\n" for k, v in data["failed"].items()) + "\n"
+    return md
+
+
+if __name__ == "__main__":
+    h.main_guard(main)
