@@ -27,6 +27,7 @@ LONG = {
     "messages": [{"role": "user", "content": "Write a very long story about a lighthouse keeper."}],
     "max_tokens": 900,
     "stream": True,
+    "ignore_eos": True,  # llama.cpp: generate exactly max_tokens, so the stream cannot end early by chance
 }
 
 
@@ -47,7 +48,8 @@ def test_disconnect_cancels_engine_within_1s(gateway: Proc) -> None:
     ):
         assert r.status_code == 200
         _read_events(r.iter_lines(), 5)
-        wait_until(lambda: (backend_running(gateway.url, "embedded-0") or 0) >= 1, timeout=5)
+        # the engine's own count, as the gateway polls it (every 0.1 s; slower when the engine is busy)
+        wait_until(lambda: (backend_running(gateway.url, "embedded-0") or 0) >= 1, timeout=15)
         closed_at = time.monotonic()
     # the connection is closed: the engine's running count (polled every 0.1 s) must drop to 0
     waited = wait_until(lambda: backend_running(gateway.url, "embedded-0") == 0, timeout=3, interval=0.02)

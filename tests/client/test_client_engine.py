@@ -79,7 +79,8 @@ def test_chat_and_completions_streams_end_with_usage_and_finish_reason(client: C
     assert s.backend is None and s.model is None  # an engine sends no x-inferline-* headers
     done = client.complete(prompt="The lighthouse keeper", max_tokens=8, **LONG)
     assert done.finish_reason == "length" and done.usage is not None and done.usage.completion_tokens == 8
-    assert done.attempts == 1
+    # 2 when the engine had closed the pooled keep-alive connection: a retry before the first token is correct.
+    assert done.attempts in (1, 2)
     # Timing is per socket read: if every token arrived in one read there is no rate to report.
     assert done.tokens_per_s is None or done.tokens_per_s > 0
 
