@@ -103,6 +103,22 @@ def start_engine(tmp: Path, name: str, parallel: int = 4, ctx_per_slot: int = 10
     )
 
 
+def start_sim(tmp: Path, *args: str, name: str = "sim") -> Proc:
+    """`inferline sim` (a SIMULATED engine) with extra CLI args, e.g. ("--profile", "instant")."""
+    port = free_port()
+    return start_process(
+        [INFERLINE, "sim", "--port", str(port), *args], f"http://127.0.0.1:{port}", "/health", tmp / f"{name}.log"
+    )
+
+
+def sim_config(sim_url: str, **sections: object) -> dict[str, object]:
+    """A gateway config with one model served by one simulated engine (kind vllm), plus extra sections."""
+    return {
+        "models": [{"name": "smollm2", "backends": [{"name": "sim-0", "kind": "vllm", "url": sim_url}]}],
+        **sections,
+    }
+
+
 # The default gateway of the suite: SmolLM2 on the embedded engine, fast load polling so tests
 # can watch the engine's running count, and a small context so overflows are cheap to provoke.
 EMBEDDED_CONFIG: dict[str, object] = {

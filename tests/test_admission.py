@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from support import INFERLINE, Proc, free_port, start_gateway, start_process
+from support import Proc, start_gateway, start_sim
 
 QUEUE_TIMEOUT_S = 3.0
 
@@ -21,13 +21,7 @@ QUEUE_TIMEOUT_S = 3.0
 @pytest.fixture(scope="module")
 def saturated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, Proc]]:
     tmp = tmp_path_factory.mktemp("admission")
-    port = free_port()
-    sim = start_process(
-        [INFERLINE, "sim", "--port", str(port), "--profile", "cpu-smollm2", "--max-num-seqs", "2"],
-        f"http://127.0.0.1:{port}",
-        "/health",
-        tmp / "sim.log",
-    )
+    sim = start_sim(tmp, "--profile", "cpu-smollm2", "--max-num-seqs", "2")
     gw = start_gateway(
         tmp,
         {

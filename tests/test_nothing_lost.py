@@ -13,12 +13,11 @@ import pytest
 
 from support import (
     EMBEDDED_CONFIG,
-    INFERLINE,
     Proc,
     backend_running,
-    free_port,
+    sim_config,
     start_gateway,
-    start_process,
+    start_sim,
     wait_until,
 )
 
@@ -63,20 +62,14 @@ def test_stalled_client_gets_cancelled(tmp_path: Path) -> None:
     The engine is the simulator (fast and steady on a loaded machine): the mechanism under test is the
     gateway's bounded send path, not the model.
     """
-    port = free_port()
-    sim = start_process(
-        [INFERLINE, "sim", "--port", str(port), "--profile", "cpu-smollm2", "--time-scale", "0.2"],
-        f"http://127.0.0.1:{port}",
-        "/health",
-        tmp_path / "sim.log",
-    )
+    sim = start_sim(tmp_path, "--profile", "cpu-smollm2", "--time-scale", "0.2")
     gw = start_gateway(
         tmp_path,
-        {
-            "server": {"client_stall_timeout_s": 1, "send_buffer_bytes": 8192},
-            "routing": {"load_interval_s": 0.1},
-            "models": [{"name": "smollm2", "backends": [{"name": "sim-0", "kind": "vllm", "url": sim.url}]}],
-        },
+        sim_config(
+            sim.url,
+            server={"client_stall_timeout_s": 1, "send_buffer_bytes": 8192},
+            routing={"load_interval_s": 0.1},
+        ),
     )
     try:
         host, gw_port = gw.url.removeprefix("http://").split(":")

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from support import INFERLINE, Proc, free_port, start_gateway, start_process, wait_until
+from support import Proc, free_port, sim_config, start_gateway, start_sim, wait_until
 
 REDIS_SH = Path(__file__).resolve().parents[1] / "scripts" / "redis.sh"
 KEY_A = "sk-team-a-0123456789"
@@ -41,13 +41,7 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    port = free_port()
-    proc = start_process(
-        [INFERLINE, "sim", "--port", str(port), "--profile", "instant"],
-        f"http://127.0.0.1:{port}",
-        "/health",
-        tmp_path_factory.mktemp("sim") / "sim.log",
-    )
+    proc = start_sim(tmp_path_factory.mktemp("sim"), "--profile", "instant")
     yield proc
     proc.stop()
 
@@ -163,20 +157,14 @@ def test_keys_never_reach_logs_or_metrics(two_gateways: list[Proc]) -> None:
 
 
 def test_cached_answer_is_the_last_fallback(tmp_path: Path) -> None:
-    port = free_port()
-    sim = start_process(
-        [INFERLINE, "sim", "--port", str(port), "--profile", "instant"],
-        f"http://127.0.0.1:{port}",
-        "/health",
-        tmp_path / "sim.log",
-    )
+    sim = start_sim(tmp_path, "--profile", "instant")
     gw = start_gateway(
         tmp_path,
-        {
-            "routing": {"health_interval_s": 0.2, "load_interval_s": 0.1},
-            "cache": {"enabled": True, "fallback_only": True},
-            "models": [{"name": "smollm2", "backends": [{"name": "sim-0", "kind": "vllm", "url": sim.url}]}],
-        },
+        sim_config(
+            sim.url,
+            routing={"health_interval_s": 0.2, "load_interval_s": 0.1},
+            cache={"enabled": True, "fallback_only": True},
+        ),
         name="cache",
     )
     try:
