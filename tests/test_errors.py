@@ -134,6 +134,15 @@ CASES: list[tuple[str, str, str, Any, int, str, str | None]] = [
         "prompt",
     ),
     ("wrong method", "GET", "/v1/chat/completions", None, 405, "invalid_request_error", None),
+    (
+        "echo on the embedded engine",
+        "POST",
+        "/v1/completions",
+        {"model": "smollm2", "prompt": "hi", "echo": True},
+        400,
+        "invalid_request_error",
+        "echo",
+    ),
     ("unknown route", "POST", "/v1/nothing", {}, 404, "invalid_request_error", None),
 ]
 

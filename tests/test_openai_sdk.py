@@ -125,3 +125,23 @@ async def test_eight_concurrent_streams_all_complete(gateway: Proc) -> None:
     for tokens, finish in results:
         assert finish in ("length", "stop")
         assert 1 <= tokens <= 24
+
+
+def test_models_retrieve_and_unknown_model(client: openai.OpenAI) -> None:
+    assert client.models.retrieve("smollm2").id == "smollm2"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("gpt-9")
+
+
+def test_parts_content_logprobs_and_json_mode_pass_through(client: openai.OpenAI) -> None:
+    resp = client.chat.completions.create(
+        model="smollm2",
+        messages=[{"role": "user", "content": [{"type": "text", "text": "Give a JSON object with a name."}]}],
+        max_tokens=12,
+        logprobs=True,
+        top_logprobs=2,
+        response_format={"type": "json_object"},
+    )
+    choice = resp.choices[0]
+    assert choice.logprobs is not None and choice.logprobs.content
+    assert (choice.message.content or "").lstrip().startswith("{")

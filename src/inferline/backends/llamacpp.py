@@ -45,6 +45,8 @@ EMBEDDED_UNSUPPORTED = frozenset(
         "guided_grammar",
         "structured_outputs",
         "priority",
+        "echo",
+        "suffix",
     }
 )
 

@@ -22,6 +22,7 @@ from inferline.errors import (
     GatewayError,
     InvalidRequest,
     MethodNotAllowed,
+    ModelNotFound,
     NotFound,
     Outcome,
     PayloadTooLarge,
@@ -78,6 +79,7 @@ class Gateway:
             "/v1/chat/completions": _Route(frozenset({"POST"}), self._chat),
             "/v1/completions": _Route(frozenset({"POST"}), self._completions),
             "/v1/models": _Route(frozenset({"GET"}), self._models),
+            "/v1/models/{id}": _Route(frozenset({"GET"}), self._model),
             "/health": _Route(frozenset({"GET"}), self._health),
             "/ready": _Route(frozenset({"GET"}), self._ready),
             "/metrics": _Route(frozenset({"GET"}), self._metrics),
@@ -88,10 +90,16 @@ class Gateway:
     # -- ASGI entry ---------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            route = self._routes.get(scope["path"].rstrip("/") or "/")
+            path = scope["path"].rstrip("/") or "/"
+            route = self._routes.get(path)
+            if route is None and path.startswith("/v1/models/"):
+                route = self._routes["/v1/models/{id}"]
             try:
                 if route is None:
-                    raise NotFound(f"no route {scope['method']} {scope['path']}; the API lives under /v1")
+                    raise NotFound(
+                        f"no route {scope['method']} {scope['path']}; inferline serves POST /v1/chat/completions, "
+                        "POST /v1/completions, GET /v1/models, /health, /ready, /metrics, /backends, /queues"
+                    )
                 if scope["method"] not in route.methods:
                     raise MethodNotAllowed(
                         f"{scope['method']} is not allowed on {scope['path']}; use {', '.join(sorted(route.methods))}"
@@ -316,9 +324,22 @@ class Gateway:
         return offset
 
     # -- operational endpoints ------------------------------------------------------------------
+    async def _model(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """GET /v1/models/{id} (the openai SDK's models.retrieve)."""
+        model_id = scope["path"].rstrip("/").removeprefix("/v1/models/")
+        card = next((c for c in self._model_cards() if c["id"] == model_id), None)
+        if card is None:
+            exc = ModelNotFound(f"model {model_id!r} does not exist", param="model")
+            await _send_error(send, exc)
+            return
+        await _send_json(send, 200, card)
+
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _send_json(send, 200, {"object": "list", "data": self._model_cards()})
+
+    def _model_cards(self) -> list[dict[str, object]]:
         created = int(time.time())
-        cards = []
+        cards: list[dict[str, object]] = []
         for m in self.config.models:
             ctx_len = m.context_tokens or next(
                 (s.backend.context_tokens for s in self.pool.by_model[m.name] if s.backend.context_tokens),
@@ -333,7 +354,7 @@ class Gateway:
             if ctx_len:
                 card["max_model_len"] = ctx_len
             cards.append(card)
-        await _send_json(send, 200, {"object": "list", "data": cards})
+        return cards
 
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
         await _send_json(send, 200, {"status": "ok"})
