@@ -48,6 +48,8 @@ TARGET_RATE = 200.0
 TARGET_MAX_RATE_VS_ROUTER = 0.5
 LITELLM_ARGS = ("--num_workers", "2", "--run_gunicorn")
 SWEEP_ORDER = ("direct", "inferline", "vllm-router", "litellm")  # slowest last: the soft budget may cut it
+SWEEP_RATES = "100,200,400,600,800,1000,1200,1600"
+SWEEP_RATES_LITELLM = "10,25,50,100,200"  # it saturates two orders of magnitude lower here
 
 
 @dataclass
@@ -74,7 +76,11 @@ def parse_args() -> argparse.Namespace:
     )
     ap.add_argument("--rates", default=None, help="fixed rates, req/s (default 10,50,200)")
     ap.add_argument("--rounds", type=int, default=None, help="rounds over the fixed rates (default 2; quick 1)")
-    ap.add_argument("--sweep", default=None, help="sweep rates, req/s (default 50,100,...,1600; quick 400)")
+    ap.add_argument(
+        "--sweep",
+        default=None,
+        help=f"sweep rates, req/s (default {SWEEP_RATES}, LiteLLM {SWEEP_RATES_LITELLM}; quick 400)",
+    )
     ap.add_argument("--profile", choices=("auto", "always", "never"), default="auto", help="py-spy the gateway")
     ap.add_argument("--budget", type=float, default=None, help="hard wall-clock limit, s (default 720; quick 118)")
     return ap.parse_args()
@@ -175,7 +181,7 @@ def run_one(t: Target, sim: h.Proc, procs_all: list[h.Proc], rate: float, durati
         **extra,
         **kw,
     )
-    h.settle(procs_all, max_s=5.0 if QUICK else 15.0)
+    h.settle(procs_all, max_s=5.0 if QUICK else 30.0)
     return m
 
 
@@ -218,7 +224,7 @@ def pooled(ms: list[h.Measured]) -> dict[str, Any]:
 def sweep_target(
     t: Target, sim: h.Proc, procs_all: list[h.Proc], rates: list[float], quick: bool, budget_ok: Any
 ) -> None:
-    duration = 3.0 if quick else 4.0
+    duration = 3.0
     best: float | None = None
     for rate in rates:
         if not budget_ok():
@@ -354,7 +360,8 @@ def main() -> int:
     if quick and args.rates is None:
         rates = [10.0, 200.0]
     rounds = args.rounds or (1 if quick else 2)
-    sweep_rates = [float(x) for x in (args.sweep or ("400" if quick else "50,100,200,400,800,1600")).split(",")]
+    sweep_rates = [float(x) for x in (args.sweep or ("400" if quick else SWEEP_RATES)).split(",")]
+    sweep_litellm = [float(x) for x in (args.sweep or ("50" if quick else SWEEP_RATES_LITELLM)).split(",")]
     budget = args.budget or (118.0 if quick else 720.0)  # hard stop (nothing written); the soft one is below
     soft_s = 80.0 if quick else 480.0  # no new sweep step after this
     procs = h.Procs(budget)
@@ -373,6 +380,7 @@ def main() -> int:
             "rates": rates,
             "rounds": rounds,
             "sweep_rates": sweep_rates,
+            "sweep_rates_litellm": sweep_litellm,
             "sustained": "< 1% errors (incl. cancelled) and completed req/s >= 90% of the offered rate",
         },
     }
@@ -413,7 +421,7 @@ def main() -> int:
         return time.monotonic() - t_start < soft_s
 
     for t in sorted(targets, key=lambda t: SWEEP_ORDER.index(t.name)):
-        sweep_target(t, sim, procs_all, sweep_rates, quick, budget_ok)
+        sweep_target(t, sim, procs_all, sweep_litellm if t.name == "litellm" else sweep_rates, quick, budget_ok)
 
     results = build_results(targets, rates, data)
     gw = next((t for t in targets if t.name == "inferline"), None)
@@ -462,8 +470,21 @@ def build_results(targets: list[Target], rates: list[float], data: dict[str, Any
                 }
             row[t.name] = entry
         out["fixed"][f"{rate:g}"] = row
+    direct_max = direct.max_rate
     for t in targets:
-        out["max_rate"][t.name] = {"max_rate_rps": t.max_rate, "note": t.max_rate_note, "sweep": t.sweep}
+        entry = {"max_rate_rps": t.max_rate, "note": t.max_rate_note, "sweep": t.sweep}
+        if t is not direct and t.max_rate is not None and direct_max is not None and t.max_rate >= direct_max:
+            entry["note"] += "; the direct path stopped at the same rate: bounded by the rig, not the proxy"
+        # CPU-normalised capacity: 1 / (proxy CPU per request), at the highest fixed rate it served cleanly
+        if t is not direct:
+            clean = [r for r in rates if out["fixed"][f"{r:g}"][t.name]["error_ratio"] < 0.01]
+            if clean:
+                r = max(clean)
+                ms = out["fixed"][f"{r:g}"][t.name]["cpu_ms_per_request"].get(t.name)
+                entry["cpu_ms_per_request"] = ms
+                entry["cpu_ms_per_request_at_rps"] = r
+                entry["requests_per_core_s"] = round(1000 / ms) if ms else None
+        out["max_rate"][t.name] = entry
     gw = out["fixed"].get(f"{TARGET_RATE:g}", {}).get("inferline")
     missed: list[str] = []
     v: dict[str, Any] = {}
@@ -480,6 +501,10 @@ def build_results(targets: list[Target], rates: list[float], data: dict[str, Any
         v["max_rate_vs_router"] = round(gmax / rmax, 2)
         if gmax < TARGET_MAX_RATE_VS_ROUTER * rmax:
             missed.append(f"max sustained rate {gmax:g} req/s < half of vllm-router's {rmax:g} req/s")
+    gcore = out["max_rate"].get("inferline", {}).get("requests_per_core_s")
+    rcore = out["max_rate"].get("vllm-router", {}).get("requests_per_core_s")
+    if gcore and rcore:
+        v["per_core_capacity_vs_router"] = round(gcore / rcore, 2)
     v["missed"] = missed
     v["met"] = not missed
     out["verdict"] = v
@@ -540,7 +565,7 @@ def render(data: dict[str, Any], targets: list[Target], rates: list[float]) -> s
         f"{data['machine']['cores']})"
     )
     h.console.print(h.rich_table("streaming latency: direct vs through each proxy", cols, rows, caption))
-    mcols = ["path", "max sustained req/s", "vs vllm-router", "vs direct", "note"]
+    mcols = ["path", "max sustained req/s", "vs vllm-router", "vs direct", "proxy CPU ms/req", "req/s per core", "note"]
     mrows = []
     router_max = res["max_rate"].get("vllm-router", {}).get("max_rate_rps")
     direct_max = res["max_rate"]["direct"]["max_rate_rps"]
@@ -552,6 +577,8 @@ def render(data: dict[str, Any], targets: list[Target], rates: list[float]) -> s
                 mr,
                 (f"{mr / router_max:.2f}" if mr is not None and router_max else None),
                 (f"{mr / direct_max:.2f}" if mr is not None and direct_max else None),
+                res["max_rate"][t.name].get("cpu_ms_per_request"),
+                res["max_rate"][t.name].get("requests_per_core_s"),
                 res["max_rate"][t.name]["note"],
             ]
         )
@@ -565,7 +592,11 @@ def render(data: dict[str, Any], targets: list[Target], rates: list[float]) -> s
     )
     md += "## Added latency (ms)\n\n" + h.md_table(cols, rows) + "\n" + caption + ".\n\n"
     md += "## Highest sustained rate\n\n" + h.md_table(mcols, mrows) + "\n"
-    md += f"Sweep rates {data['workload']['sweep_rates']} req/s, {data['workload']['sustained']}.\n\n"
+    md += (
+        f"Sweep rates {data['workload']['sweep_rates']} req/s (LiteLLM {data['workload']['sweep_rates_litellm']}), "
+        f"3 s each, {data['workload']['sustained']}. 'proxy CPU ms/req' is at the highest fixed rate served with "
+        "< 1% errors; 'req/s per core' = 1000 / it.\n\n"
+    )
     idle = data.get("idle_cpu_ratio", {})
     md += "Idle CPU (3 s, no load): " + ", ".join(f"{k} {v:.1%}" for k, v in idle.items()) + ".\n\n"
     md += "## Targets (gateway issue)\n\n"
@@ -574,6 +605,10 @@ def render(data: dict[str, Any], targets: list[Target], rates: list[float]) -> s
         f"(target <= {TARGET_P50_MS:g}), p99 {h.fmt(v.get('added_ttft_p99_ms'))} ms (target <= {TARGET_P99_MS:g})\n"
     )
     md += f"- max sustained rate vs vllm-router: {h.fmt(v.get('max_rate_vs_router'))} (target >= 0.5)\n"
+    md += (
+        f"- requests per CPU-second vs vllm-router (1 / proxy CPU per request, a capacity that does not depend "
+        f"on who else uses the cores): {h.fmt(v.get('per_core_capacity_vs_router'))}\n"
+    )
     md += f"- verdict: {'met' if v.get('met') else 'MISSED: ' + '; '.join(v.get('missed', []))}\n\n"
     if data["failed"]:
         md += "## Not measured\n\n" + "".join(f"- {k}: {w}\n" for k, w in data["failed"].items()) + "\n"

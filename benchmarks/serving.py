@@ -118,7 +118,7 @@ def run_engine(
     procs_all: list[h.Proc],
     budget_ok: Any,
 ) -> list[dict[str, Any]]:
-    runs = []
+    runs: list[dict[str, Any]] = []
     names = list(paths)
     for conc in conc_list:
         for rnd in range(rounds):
@@ -353,7 +353,7 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _engine_cpu(r: dict[str, Any]) -> float | None:
-    c = r["cpu_ratio"]
+    c: dict[str, float] = r["cpu_ratio"]
     if r["path"] == "embedded":
         return c.get("embedded")  # engine and gateway are one process there
     return c.get("engine", c.get("vllm"))
