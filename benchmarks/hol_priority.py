@@ -1,21 +1,26 @@
 """Head-of-line blocking: the gateway's admission queue in FCFS order vs its token-budget priority order.
 
 One simulated engine (h100-llama8b profile, `--max-num-seqs 8`) behind the gateway; the gateway knows
-the engine's 8 slots, so whatever does not fit waits in the gateway's queue. A short/long mix at a load
-close to the engine's capacity (80% short: 64 words in / 32 out; 20% long: 2000 words in / 1000 out),
-the same seed and so the same arrivals and prompts in every variant:
+the engine's 8 slots, so whatever does not fit waits in the gateway's queue. A short/long mix (80% short:
+64 words in / 32 out; 20% long: 2000 words in / 1000 out), the same seed, so the same arrivals and prompts,
+in every variant. The engine's capacity for this mix (computed by running the sim's scheduler in virtual
+time on a backlog) is about 2.7 req/s; two offered loads:
 
+  high  2.6 req/s (~95% of capacity): queues come and go with the Poisson bursts
+  over  3.6 req/s (~130%): the backlog grows for the whole arrival window, then drains
+
+Variants:
   fcfs               admission.policy fcfs: short requests wait behind long ones
   priority           admission.policy priority: smallest token budget first, with aging
-  engine-queue fcfs  priority, but the backend says max_num_seqs 256 (the default): the gateway forwards
-                     everything and the excess waits in the engine's own FCFS queue (full run only)
-  engine-queue prio  as above with the engine under --scheduling-policy priority and the backend
-                     `scheduling_priority: true`: the gateway's priority is passed to vLLM (full run only)
+  engine-queue fcfs  (over, full run) priority, but the backend keeps max_num_seqs 256 (the default): the gateway
+                     forwards everything and the excess waits in the engine's own FCFS queue
+  engine-queue prio  (over, full run) as above, the engine under --scheduling-policy priority and the backend
+                     `scheduling_priority: true`: the gateway's priority value is passed to the engine
 
 The engine runs at --time-scale 0.5 (every modelled duration halved, so twice the model time fits in the
 run); the gateway's own time constants (aging_tokens_per_s, queue_timeout_s) are scaled by the same
 factor, so it behaves as it would against a full-speed engine. Latencies are wall-clock as the client
-saw them: multiply by 2 for the model's (H100) time.
+saw them: multiply by 2 for the model's (H100) time. Rates are given in model time.
 
     .venv/bin/python benchmarks/hol_priority.py [--quick]
 """
@@ -52,7 +57,7 @@ ENGINE_SEQS = 8
 TIME_SCALE = 0.5
 AGING_TOKENS_PER_S = 200.0  # the gateway's default, in model time
 QUEUE_TIMEOUT_S = 30.0  # the gateway's default, in model time
-RATE_MODEL = 3.6  # req/s in model time: about 105% of what one engine with 8 slots serves of this mix
+LOADS = {"high": 2.6, "over": 3.6}  # req/s in model time; capacity for this mix is ~2.7 (capacity_rps())
 WORKLOAD: dict[str, Any] = {
     "workload": "mix",
     "short_frac": 0.8,
@@ -63,15 +68,42 @@ WORKLOAD: dict[str, Any] = {
     "seed": 1,
 }
 
-VARIANTS: list[dict[str, Any]] = [
-    {"name": "fcfs", "policy": "fcfs", "backend_seqs": ENGINE_SEQS, "engine_priority": False},
-    {"name": "priority", "policy": "priority", "backend_seqs": ENGINE_SEQS, "engine_priority": False},
-    {"name": "engine-queue fcfs", "policy": "priority", "backend_seqs": 256, "engine_priority": False, "full": True},
-    {"name": "engine-queue prio", "policy": "priority", "backend_seqs": 256, "engine_priority": True, "full": True},
+_FCFS = {"name": "fcfs", "policy": "fcfs", "backend_seqs": ENGINE_SEQS, "engine_priority": False}
+_PRIO = {"name": "priority", "policy": "priority", "backend_seqs": ENGINE_SEQS, "engine_priority": False}
+_EQ_FCFS = {"name": "engine-queue fcfs", "policy": "priority", "backend_seqs": 256, "engine_priority": False}
+_EQ_PRIO = {"name": "engine-queue prio", "policy": "priority", "backend_seqs": 256, "engine_priority": True}
+# (load, variant, in the quick run too)
+PLAN: list[tuple[str, dict[str, Any], bool]] = [
+    ("high", _FCFS, False),
+    ("high", _PRIO, False),
+    ("over", _FCFS, True),
+    ("over", _PRIO, True),
+    ("over", _EQ_FCFS, False),
+    ("over", _EQ_PRIO, False),
 ]
 
 
-def run_variant(stack: Stack, v: dict[str, Any], window_s: float) -> dict[str, Any]:
+def capacity_rps(n: int = 2000) -> float:
+    """Requests/s one engine serves of this mix when it never idles (a backlog, FCFS), in model time."""
+    import numpy as np
+
+    from inferline.bench import BenchConfig
+    from inferline.bench.workload import request_body, requests
+    from inferline.sim.profiles import get_profile
+    from inferline.sim.scheduler import Scheduler, SimRequest, run_virtual
+    from inferline.sim.wire import parse_completion
+
+    cfg = BenchConfig(url="http://unused", model="smollm2", rates=(1.0,), **WORKLOAD)
+    reqs = []
+    for i, spec in zip(range(n), requests(cfg), strict=False):
+        body = request_body(spec, cfg, "smollm2")
+        call = parse_completion(body, chat=True, served_model="smollm2", max_model_len=1 << 20, priority_enabled=False)
+        reqs.append((0.0, SimRequest(str(i), call.prompt_tokens, call.max_tokens, call.max_tokens)))
+    profile = get_profile(PROFILE).with_overrides(max_num_seqs=ENGINE_SEQS)
+    return float(np.float64(n) / run_virtual(Scheduler(profile), reqs))
+
+
+def run_variant(stack: Stack, load_name: str, v: dict[str, Any], window_s: float) -> dict[str, Any]:
     sim_args = ["--max-num-seqs", str(ENGINE_SEQS), "--time-scale", str(TIME_SCALE), "--seed", "0"]
     if v["engine_priority"]:
         sim_args += ["--scheduling-policy", "priority"]
@@ -95,7 +127,7 @@ def run_variant(stack: Stack, v: dict[str, Any], window_s: float) -> dict[str, A
     run = load(
         gw.url,
         stack,
-        rates=(RATE_MODEL / TIME_SCALE,),
+        rates=(LOADS[load_name] / TIME_SCALE,),
         duration_s=window_s,
         grace_s=60.0,
         **WORKLOAD,
@@ -108,6 +140,8 @@ def run_variant(stack: Stack, v: dict[str, Any], window_s: float) -> dict[str, A
     s = run.summary
     by = s.get("by_class", {})
     return {
+        "load": load_name,
+        "rate_rps_model": LOADS[load_name],
         "variant": v,
         "summary": s,
         "gateway_queue_s": hist(g0, g1, "inferline_queue_time_seconds"),
@@ -129,10 +163,10 @@ def s_(x: float | None) -> float | None:
 
 def rows(results: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
     cols = [
+        "load",
         "variant",
         "short TTFT p50 ms",
         "short TTFT p90 ms",
-        "short E2E p90 ms",
         "long done",
         "long TTFT p50 ms",
         "long E2E p50 ms",
@@ -150,10 +184,10 @@ def rows(results: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
         errors = ", ".join(f"{k} {v}" for k, v in s["errors"].items()) or "0"
         out.append(
             [
+                f"{r['load']} {r['rate_rps_model']:g}/s",
                 r["variant"]["name"],
                 ms(sh, "ttft_ms", "p50"),
                 ms(sh, "ttft_ms", "p90"),
-                ms(sh, "e2e_ms", "p90"),
                 done,
                 ms(lo, "ttft_ms", "p50"),
                 ms(lo, "e2e_ms", "p50"),
@@ -170,11 +204,12 @@ def rows(results: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="fcfs and priority only, 25 s of arrivals (< 2 min)")
+    ap.add_argument("--quick", action="store_true", help="fcfs and priority at the 'over' load, 25 s of arrivals")
     args = ap.parse_args()
-    window = 25.0 if args.quick else 50.0
-    variants = [v for v in VARIANTS if not (args.quick and v.get("full"))]
-    stack = Stack(budget_s=110 if args.quick else 420)
+    window = 25.0 if args.quick else 36.0
+    plan = [(load, v) for load, v, quick in PLAN if quick or not args.quick]
+    stack = Stack(budget_s=115 if args.quick else 450)
+    capacity = capacity_rps()
     data: dict[str, Any] = {
         "benchmark": "hol_priority",
         "date": now_iso(),
@@ -185,8 +220,8 @@ def main() -> int:
             "profile": PROFILE,
             "engine_max_num_seqs": ENGINE_SEQS,
             "time_scale": TIME_SCALE,
-            "rate_rps_wall": RATE_MODEL / TIME_SCALE,
-            "rate_rps_model": RATE_MODEL,
+            "loads_rps_model": LOADS,
+            "capacity_rps_model": capacity,
             "arrival_window_s": window,
             "workload": WORKLOAD,
             "gateway_aging_tokens_per_s": AGING_TOKENS_PER_S / TIME_SCALE,
@@ -197,51 +232,55 @@ def main() -> int:
     }
     console.print(
         f"[bold]hol_priority[/]: 1 simulated {PROFILE} engine, {ENGINE_SEQS} slots, time-scale {TIME_SCALE}; "
-        f"mix 80% 64/32, 20% 2000/1000 at {RATE_MODEL / TIME_SCALE:g} req/s for {window:g} s; "
-        f"variants: {', '.join(v['name'] for v in variants)}"
+        f"mix 80% 64/32, 20% 2000/1000; capacity {capacity:.2f} req/s (model time); "
+        f"{window:g} s of arrivals per run; runs: {', '.join(ld + ' ' + v['name'] for ld, v in plan)}"
     )
-    for v in variants:
+    for load_name, v in plan:
         t0 = time.monotonic()
-        r = run_variant(stack, v, window)
+        r = run_variant(stack, load_name, v, window)
         data["results"].append(r)
         s = r["summary"]
         console.print(
-            f"  {v['name']}: {s['completed']}/{s['requests']} ok, errors {s['errors'] or 0}, "
-            f"{time.monotonic() - t0:.0f}s, cpu {r['cpu_cores']}"
+            f"  {load_name} {LOADS[load_name]:g}/s, {v['name']}: {s['completed']}/{s['requests']} ok, "
+            f"errors {s['errors'] or 0}, {time.monotonic() - t0:.0f}s, cpu {r['cpu_cores']}"
         )
     stack.stop_all()
     cols, table_rows = rows(data["results"])
     caption = (
-        f"Wall-clock ms at time-scale {TIME_SCALE} (model time = 2x). 'long done' = completed/sent. "
-        "Queue times from the gateway's inferline_queue_time_seconds and the engine's "
-        "vllm:request_queue_time_seconds histograms (all requests, bucket-interpolated)."
+        f"Wall-clock ms at time-scale {TIME_SCALE} (x2 = model time); loads in model req/s (capacity "
+        f"{capacity:.2f}). 'long done' = completed/sent; errors are 429 queue_timeout. Queue times from the "
+        "gateway's inferline_queue_time_seconds and the engine's vllm:request_queue_time_seconds histograms "
+        "(all requests, bucket-interpolated)."
     )
     console.print(rich_table("Head-of-line blocking: gateway admission policy", cols, table_rows, caption))
-    fcfs = next((r for r in data["results"] if r["variant"]["name"] == "fcfs"), None)
-    prio = next((r for r in data["results"] if r["variant"]["name"] == "priority"), None)
-    verdict = ""
-    if fcfs and prio:
+    verdicts = []
+    for load_name in LOADS:
+        fcfs = next((r for r in data["results"] if r["load"] == load_name and r["variant"] is _FCFS), None)
+        prio = next((r for r in data["results"] if r["load"] == load_name and r["variant"] is _PRIO), None)
+        if not (fcfs and prio):
+            continue
         a, b = ms(fcfs["short"], "ttft_ms", "p50"), ms(prio["short"], "ttft_ms", "p50")
         c, d = ms(fcfs["short"], "ttft_ms", "p90"), ms(prio["short"], "ttft_ms", "p90")
         if a and b and c and d:
-            verdict = (
-                f"Short requests' TTFT with priority vs fcfs: p50 {a / b:.1f}x lower, p90 {c / d:.1f}x lower; "
-                f"long requests completed {prio['long'].get('completed')}/{prio['long'].get('requests')} "
-                f"(fcfs {fcfs['long'].get('completed')}/{fcfs['long'].get('requests')})."
+            verdicts.append(
+                f"{load_name} ({LOADS[load_name]:g} req/s): short TTFT with priority vs fcfs p50 {a / b:.1f}x lower, "
+                f"p90 {c / d:.1f}x lower; long requests completed {prio['long'].get('completed')}/"
+                f"{prio['long'].get('requests')} (fcfs {fcfs['long'].get('completed')}/{fcfs['long'].get('requests')})."
             )
-            console.print(verdict)
-    data["verdict"] = verdict
+    for line in verdicts:
+        console.print(line)
+    data["verdict"] = verdicts
     md = header("hol_priority: head-of-line blocking, FCFS vs priority admission", data)
     md += (
         f"One simulated `{PROFILE}` engine with {ENGINE_SEQS} slots (time-scale {TIME_SCALE}) behind the gateway; "
-        f"open-loop Poisson arrivals at {RATE_MODEL / TIME_SCALE:g} req/s for {window:g} s "
-        f"(seed {WORKLOAD['seed']}): 80% short (64 words in, 32 out), 20% long (2000 words in, 1000 out). "
-        f"Gateway: aging {AGING_TOKENS_PER_S / TIME_SCALE:g} tok/s, queue timeout {QUEUE_TIMEOUT_S * TIME_SCALE:g} s "
-        f"(the defaults scaled by the time-scale), load_interval_s 0.1.\n\n"
+        f"open-loop Poisson arrivals for {window:g} s per run (seed {WORKLOAD['seed']}): 80% short (64 words in, "
+        f"32 out), 20% long (2000 words in, 1000 out); the engine serves ~{capacity:.2f} req/s of this mix "
+        f"(model time). Gateway: aging {AGING_TOKENS_PER_S / TIME_SCALE:g} tok/s, queue timeout "
+        f"{QUEUE_TIMEOUT_S * TIME_SCALE:g} s (the defaults scaled by the time-scale), load_interval_s 0.1.\n\n"
     )
     md += md_table(cols, table_rows) + "\n" + caption + "\n"
-    if verdict:
-        md += "\n" + verdict + "\n"
+    if verdicts:
+        md += "\n" + "\n".join(f"- {v}" for v in verdicts) + "\n"
     j, m = write_results("hol_priority", data, md)
     console.print(f"wrote {j} and {m}")
     return 0
