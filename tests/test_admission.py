@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from support import Proc, start_gateway, start_sim
+from support import Proc, sim_config, start_gateway, start_sim
 
 QUEUE_TIMEOUT_S = 3.0
 
@@ -101,3 +101,40 @@ def test_unknown_priority_class_is_400(saturated: tuple[Proc, Proc]) -> None:
         timeout=30,
     )
     assert ok.status_code == 200
+
+
+async def test_kv_cache_stays_under_the_admission_threshold(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The engine's KV gauge only shows what requests hold now; the gateway also counts what its requests
+    will grow to (prompt + max_tokens against vllm:cache_config_info's capacity), so KV stays under 0.85."""
+    tmp = tmp_path_factory.mktemp("kv")
+    sim = start_sim(tmp, "--profile", "cpu-smollm2", "--time-scale", "0.2", "--kv-blocks", "40")  # 640 tokens
+    gw = start_gateway(tmp, sim_config(sim.url, routing={"load_interval_s": 0.05}, admission={"queue_timeout_s": 60}))
+    body = {"model": "smollm2", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 150}
+    peak_kv = 0.0
+    done = False
+
+    async def watch() -> None:
+        nonlocal peak_kv
+        async with httpx.AsyncClient() as c:
+            while not done:
+                for line in (await c.get(sim.url + "/metrics")).text.splitlines():
+                    if line.startswith("vllm:kv_cache_usage_perc"):
+                        peak_kv = max(peak_kv, float(line.rsplit(" ", 1)[1]))
+                await asyncio.sleep(0.01)
+
+    try:
+        watcher = asyncio.create_task(watch())
+        async with httpx.AsyncClient(timeout=120) as client:
+            results = await asyncio.gather(
+                *(client.post(gw.base_url + "/chat/completions", json=body) for _ in range(8))
+            )
+        done = True
+        await watcher
+        assert [r.status_code for r in results] == [200] * 8, "all wait their turn and complete"
+        assert 0.5 < peak_kv <= 0.85, f"peak KV use {peak_kv:.2f}"
+        metrics = (await asyncio.to_thread(httpx.get, sim.url + "/metrics")).text
+        preemptions = [line for line in metrics.splitlines() if line.startswith("vllm:num_preemptions_total")]
+        assert preemptions and float(preemptions[0].rsplit(" ", 1)[1]) == 0, "the engine never ran out of KV"
+    finally:
+        gw.stop()
+        sim.stop()

@@ -20,6 +20,7 @@ from inferline.metrics import GatewayMetrics
 class _Backend:
     def __init__(self, name: str, seqs: int = 1, kind: BackendKind = BackendKind.VLLM) -> None:
         self.name, self.max_num_seqs, self.kind, self.kv_admit_ratio = name, seqs, kind, 0.85
+        self.kv_capacity_tokens: int | None = None
 
 
 def _state(seqs: int = 1, kv: float = 0.0, running: int = 0, age_s: float = 0.0) -> BackendState:
@@ -137,3 +138,13 @@ def test_half_open_circuit_allows_one_trial_at_a_time() -> None:
     state.in_flight = 0
     state.record_success()
     assert state.circuit(now) == "closed"
+
+
+def test_our_requests_at_full_length_must_fit_under_the_kv_threshold() -> None:
+    state = _state(seqs=8)
+    state.backend.kv_capacity_tokens = 1000  # threshold 0.85 -> 850 tokens
+    now = time.monotonic()
+    assert has_room(state, now, 2.0, kv_tokens=900), "an idle engine always takes one request"
+    state.in_flight, state.reserved_kv_tokens = 1, 500
+    assert has_room(state, now, 2.0, kv_tokens=300)
+    assert not has_room(state, now, 2.0, kv_tokens=400), "500 + 400 would grow past 850"

@@ -39,6 +39,8 @@ class Backend(Protocol):
     kv_admit_ratio: float
     # Context length (prompt + output) when known: from config, the engine's card or its slots.
     context_tokens: int | None
+    # KV-cache size in tokens when the engine tells (vLLM cache_config_info, llama.cpp slots x n_ctx).
+    kv_capacity_tokens: int | None
     # Request fields this engine cannot act on (the gateway answers 400 for them).
     unsupported_fields: frozenset[str]
     # Send the computed `priority` (vLLM --scheduling-policy priority); turned off if the engine rejects it.

@@ -13,7 +13,7 @@ import aiohttp
 import orjson
 
 from inferline.backends.base import BackendConnectError, EngineLoad
-from inferline.backends.prom_text import sum_by_name
+from inferline.backends.prom_text import info_labels, sum_by_name
 from inferline.config import BackendConfig, BackendKind, RoutingConfig
 
 # Engine gauges by kind: (kv-cache use 0-1, running, waiting). vLLM renamed its KV gauge in 0.9.2.
@@ -72,6 +72,7 @@ class OpenAIHTTPBackend:
         self.max_num_seqs = cfg.max_num_seqs
         self.kv_admit_ratio = cfg.kv_admit_ratio
         self.context_tokens: int | None = None
+        self.kv_capacity_tokens: int | None = None
         self.send_priority = cfg.scheduling_priority
         self._base = (cfg.url or "").rstrip("/")
         self._routing = routing
@@ -196,7 +197,10 @@ class OpenAIHTTPBackend:
         status, body = await self._get("/metrics", timeout_s=2.0)
         if status != 200:
             return None
-        values = sum_by_name(body.decode("utf-8", "replace"), wanted)
+        text = body.decode("utf-8", "replace")
+        values = sum_by_name(text, wanted)
+        if self.kind is BackendKind.VLLM and self.kv_capacity_tokens is None:
+            self.kv_capacity_tokens = _vllm_kv_capacity(info_labels(text, "vllm:cache_config_info"))
         now = time.monotonic()
         if self.kind is BackendKind.SGLANG:
             if "sglang:num_running_reqs" not in values:
@@ -239,6 +243,7 @@ class OpenAIHTTPBackend:
                 decoded = sum(int(t.get("n_decoded", 0)) for t in slot.get("next_token", []) or [])
                 used += min(n_ctx, int(slot.get("n_prompt_tokens", 0)) + decoded)
         self.max_num_seqs = min(self.max_num_seqs, len(slots))
+        self.kv_capacity_tokens = total or None
         if self.context_tokens is None and slots:
             self.context_tokens = int(slots[0].get("n_ctx", 0)) or None
         waiting = 0
@@ -253,3 +258,13 @@ class OpenAIHTTPBackend:
             kv_cache_usage_ratio=(used / total) if total else None,
             observed_at=time.monotonic(),
         )
+
+
+def _vllm_kv_capacity(labels: dict[str, str]) -> int | None:
+    """KV-cache tokens from vllm:cache_config_info (num_gpu_blocks x block_size, or kv_cache_size_tokens)."""
+    try:
+        if "kv_cache_size_tokens" in labels:
+            return int(labels["kv_cache_size_tokens"]) or None
+        return int(labels["num_gpu_blocks"]) * int(labels["block_size"]) or None
+    except (KeyError, ValueError):
+        return None

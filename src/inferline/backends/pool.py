@@ -33,6 +33,8 @@ class BackendState:
     # Dispatched since the last load reading: the engine's counts do not include them yet.
     dispatched_since_poll: int = 0
     completed_since_poll: int = 0
+    # prompt + expected output of our requests in flight on it: what they will hold in its KV cache at most
+    reserved_kv_tokens: int = 0
     last_error: str = ""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -218,6 +220,8 @@ class BackendPool:
                     "kv_cache_usage_ratio": fresh.kv_cache_usage_ratio if fresh else None,
                     "load_age_s": round(now - s.load.observed_at, 3) if s.load else None,
                     "in_flight": s.in_flight,
+                    "reserved_kv_tokens": s.reserved_kv_tokens,
+                    "kv_capacity_tokens": s.backend.kv_capacity_tokens,
                     "max_num_seqs": s.backend.max_num_seqs,
                     "context_tokens": s.backend.context_tokens,
                     "last_error": s.last_error or None,

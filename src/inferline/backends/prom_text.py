@@ -29,3 +29,18 @@ def sum_by_name(text: str, wanted: frozenset[str]) -> dict[str, float]:
             continue
         out[name] = out.get(name, 0.0) + value
     return out
+
+
+def info_labels(text: str, name: str) -> dict[str, str]:
+    """The labels of the first sample of an info-style metric, e.g. vllm:cache_config_info{block_size="16",...}."""
+    prefix = name + "{"
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            body = line[len(prefix) : line.rfind("}")]
+            out: dict[str, str] = {}
+            for part in body.split('",'):
+                key, sep, value = part.partition('="')
+                if sep:
+                    out[key.strip().lstrip(",")] = value.rstrip('"')
+            return out
+    return {}

@@ -12,7 +12,7 @@ from inferline.backends.pool import BackendState
 from inferline.config import BackendKind
 
 
-def has_room(state: BackendState, now: float, max_age_s: float) -> bool:
+def has_room(state: BackendState, now: float, max_age_s: float, kv_tokens: int = 0) -> bool:
     if not state.ready(now):
         return False
     if state.circuit(now) == "half_open" and state.in_flight > 0:
@@ -25,6 +25,12 @@ def has_room(state: BackendState, now: float, max_age_s: float) -> bool:
     if load is None:
         return False
     if load.kv_cache_usage_ratio is not None and load.kv_cache_usage_ratio >= backend.kv_admit_ratio:
+        return False
+    capacity = backend.kv_capacity_tokens
+    if capacity and state.in_flight and (state.reserved_kv_tokens + kv_tokens) > backend.kv_admit_ratio * capacity:
+        # Our own requests, at their full prompt + output, would push the cache past the threshold: the
+        # engine's gauge only shows what they hold now, not what they will grow to. (An idle engine always
+        # takes one request, so an oversized one is never starved.)
         return False
     since_poll = state.dispatched_since_poll - state.completed_since_poll
     effective = max(load.running + load.waiting + since_poll, state.in_flight)

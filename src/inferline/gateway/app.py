@@ -263,7 +263,12 @@ class Gateway:
         ctx.priority = int(key - now)  # vLLM: lower runs first; the same order as our queue
         async with asyncio.timeout(self.config.routing.request_timeout_s):
             try:
-                target = await self.router.acquire(parsed.model, key, self.router.prefix_key(parsed.body))
+                target = await self.router.acquire(
+                    parsed.model,
+                    key,
+                    self.router.prefix_key(parsed.body),
+                    kv_tokens=int(parsed.prompt_tokens_estimate + expected_output),
+                )
             except BackendUnavailable:
                 # The last step of the fallback chain: an identical answer served before, if we have one.
                 if cache_key is not None and self.cache is not None:

@@ -33,6 +33,7 @@ class _Waiter:
     seq: int
     future: asyncio.Future[BackendState] = field(compare=False)
     affinity: bytes | None = field(compare=False, default=None)
+    kv_tokens: int = field(compare=False, default=0)
 
 
 class ModelQueue:
@@ -70,18 +71,19 @@ class ModelQueue:
     def any_ready(self, now: float) -> bool:
         return any(s.ready(now) for s in self._states)
 
-    def _with_room(self, now: float) -> list[BackendState]:
-        return [s for s in self._states if has_room(s, now, self._max_age_s)]
+    def _with_room(self, now: float, kv_tokens: int) -> list[BackendState]:
+        return [s for s in self._states if has_room(s, now, self._max_age_s, kv_tokens)]
 
-    async def acquire(self, key: float, affinity: bytes | None = None) -> BackendState:
-        """Wait for a backend with room; the caller owns one in-flight slot on it until release()."""
+    async def acquire(self, key: float, affinity: bytes | None = None, kv_tokens: int = 0) -> BackendState:
+        """Wait for a backend with room for `kv_tokens` (prompt + output) more; the caller owns one
+        in-flight slot on it until release(state, kv_tokens)."""
         now = time.monotonic()
         if not self._heap:
-            room = self._with_room(now)
+            room = self._with_room(now, kv_tokens)
             if room:
                 state = self._pick(room, now, affinity)
                 if state is not None:
-                    self._take(state)
+                    self._take(state, kv_tokens)
                     self._wait.observe(0.0)
                     return state
         if not self.any_ready(now):
@@ -91,7 +93,7 @@ class ModelQueue:
                 f"model {self.model!r} is saturated and its queue is full ({self._cfg.queue_max_depth} waiting)",
                 retry_after_s=self.retry_after_s(),
             )
-        waiter = _Waiter(key, next(self._seq), asyncio.get_running_loop().create_future(), affinity)
+        waiter = _Waiter(key, next(self._seq), asyncio.get_running_loop().create_future(), affinity, kv_tokens)
         heapq.heappush(self._heap, waiter)
         self._depth.set(len(self._heap))
         try:
@@ -113,7 +115,7 @@ class ModelQueue:
     def _forget(self, waiter: _Waiter) -> None:
         """A waiter that timed out or was cancelled: drop it, or give back the slot it was just handed."""
         if waiter.future.done() and not waiter.future.cancelled():
-            self.release(waiter.future.result())
+            self.release(waiter.future.result(), waiter.kv_tokens)
         else:
             waiter.future.cancel()
             try:
@@ -123,13 +125,15 @@ class ModelQueue:
                 pass
         self._depth.set(len(self._heap))
 
-    def _take(self, state: BackendState) -> None:
+    def _take(self, state: BackendState, kv_tokens: int) -> None:
         state.in_flight += 1
+        state.reserved_kv_tokens += kv_tokens
         state.dispatched_since_poll += 1
         self._dispatched += 1
 
-    def release(self, state: BackendState) -> None:
+    def release(self, state: BackendState, kv_tokens: int = 0) -> None:
         state.in_flight -= 1
+        state.reserved_kv_tokens -= kv_tokens
         state.completed_since_poll += 1
         self.dispatch()
 
@@ -139,27 +143,26 @@ class ModelQueue:
             return
         now = time.monotonic()
         while self._heap:
-            room = self._with_room(now)
-            if not room:
-                break
-            waiter = heapq.heappop(self._heap)
+            waiter = self._heap[0]
             if waiter.future.done():
+                heapq.heappop(self._heap)
                 continue
-            state = self._pick(room, now, waiter.affinity)
+            room = self._with_room(now, waiter.kv_tokens)
+            state = self._pick(room, now, waiter.affinity) if room else None
             if state is None:
-                heapq.heappush(self._heap, waiter)
-                break
-            self._take(state)
+                break  # the head waits: no overtaking by smaller requests (that would starve big ones)
+            heapq.heappop(self._heap)
+            self._take(state, waiter.kv_tokens)
             waiter.future.set_result(state)
         self._depth.set(len(self._heap))
 
-    def try_other(self, exclude: set[str]) -> BackendState | None:
+    def try_other(self, exclude: set[str], kv_tokens: int = 0) -> BackendState | None:
         """A retry: another backend with room right now (no queueing), or None."""
         now = time.monotonic()
-        room = [s for s in self._with_room(now) if s.name not in exclude]
+        room = [s for s in self._with_room(now, kv_tokens) if s.name not in exclude]
         state = self._pick(room, now, None) if room else None
         if state is not None:
-            self._take(state)
+            self._take(state, kv_tokens)
         return state
 
     def retry_after_s(self) -> float:

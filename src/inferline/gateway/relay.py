@@ -214,7 +214,7 @@ class Relay:
                 router.release(target)
             target = None
             if ctx.attempts < self._routing.max_attempts:
-                target = router.retry_target(parsed.model, ctx.model, tried)
+                target = router.retry_target(parsed.model, ctx.model, tried, first.kv_tokens)
                 if target is not None:
                     self._metrics.retries.labels(target.model, target.state.name).inc()
         assert last is not None

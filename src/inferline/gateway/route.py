@@ -26,6 +26,7 @@ _OUTPUT_EWMA_WEIGHT = 0.1
 class Target:
     state: BackendState
     model: str  # the model this backend serves (differs from the request's after a fallback)
+    kv_tokens: int = 0  # KV reserved on the backend for this request (prompt + expected output)
 
 
 class Router:
@@ -111,14 +112,14 @@ class Router:
             old = self._expected_output[model]
             self._expected_output[model] = old + _OUTPUT_EWMA_WEIGHT * (completion_tokens - old)
 
-    async def acquire(self, model: str, key: float, affinity: bytes | None = None) -> Target:
+    async def acquire(self, model: str, key: float, affinity: bytes | None = None, kv_tokens: int = 0) -> Target:
         """The first model of the chain with a healthy backend queues the request (fallback = no healthy one)."""
         chain = self.chain(model)
         now = time.monotonic()
         for name in chain:
             queue = self.queues[name]
             if queue.any_ready(now):
-                return Target(await queue.acquire(key, affinity), name)
+                return Target(await queue.acquire(key, affinity, kv_tokens), name, kv_tokens)
         raise BackendUnavailable(
             f"no backend of model {model!r}"
             + (f" or its fallbacks ({', '.join(chain[1:])})" if len(chain) > 1 else "")
@@ -126,17 +127,17 @@ class Router:
             retry_after_s=5,
         )
 
-    def retry_target(self, model: str, served: str, exclude: set[str]) -> Target | None:
+    def retry_target(self, model: str, served: str, exclude: set[str], kv_tokens: int = 0) -> Target | None:
         """After a failure before the first token: another backend with room now, along the chain."""
         chain = self.chain(model)
         for name in chain[chain.index(served) :]:
-            state = self.queues[name].try_other(exclude)
+            state = self.queues[name].try_other(exclude, kv_tokens)
             if state is not None:
-                return Target(state, name)
+                return Target(state, name, kv_tokens)
         return None
 
     def release(self, target: Target) -> None:
-        self.queues[target.model].release(target.state)
+        self.queues[target.model].release(target.state, target.kv_tokens)
 
     def dispatch_all(self) -> None:
         for queue in self.queues.values():

@@ -79,7 +79,7 @@ class SimEngine:
         self.time_scale = time_scale
         self.output_len = output_len
         self.scheduler = Scheduler(profile, policy, prefix_caching=prefix_caching)
-        self.metrics = EngineMetrics(model)
+        self.metrics = EngineMetrics(model, kv_blocks=profile.kv_blocks, block_size=profile.block_size)
         self._rng = random.Random(seed)
         self._wake = asyncio.Event()
         self._stalled = False
