@@ -28,6 +28,10 @@ class UpstreamResponse(Protocol):
 
     async def read(self, limit_bytes: int) -> bytes: ...
 
+    async def finish(self) -> None:
+        """The stream is complete: read to the end of the body and give the connection back for reuse."""
+        ...
+
     def close(self) -> None: ...
 
 

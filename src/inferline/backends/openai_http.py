@@ -6,6 +6,7 @@ BackendConnectError, TimeoutError, or an UpstreamResponse.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -55,8 +56,22 @@ class AiohttpUpstreamResponse:
             raise BackendConnectError(f"engine response larger than {limit_bytes} bytes")
         return body
 
+    async def finish(self) -> None:
+        """After the last event: read the end of the body so the connection goes back to the pool.
+
+        Reusing connections saves a TCP handshake and the engine's accept per request (measured: most of
+        the gateway's per-request CPU). Bounded: a body that does not end at once is simply closed."""
+        try:
+            async with asyncio.timeout(1.0):
+                while await self._resp.content.readany():
+                    pass
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            return
+        self._resp.release()
+
     def close(self) -> None:
         # close(), not release(): dropping the connection is what makes the engine abort the request.
+        # (A response already read to its end has given its connection back; then this does nothing.)
         self._resp.close()
 
 

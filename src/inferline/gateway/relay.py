@@ -337,6 +337,7 @@ class Relay:
                     ctx.response_complete = True
                     if ctx.completion_tokens == 0:
                         ctx.completion_tokens = ctx.content_chunks
+                    await resp.finish()  # after the client has its [DONE]: keep the connection for reuse
                     return
                 obj = _load(payload)
                 if obj is None or "error" in obj:
