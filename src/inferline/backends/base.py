@@ -24,7 +24,9 @@ class UpstreamResponse(Protocol):
 
     status: int
 
-    def lines(self) -> AsyncIterator[bytes]: ...
+    def events(self) -> AsyncIterator[bytes]:
+        """The payload of each SSE `data:` line, read only when asked for (backpressure)."""
+        ...
 
     async def read(self, limit_bytes: int) -> bytes: ...
 

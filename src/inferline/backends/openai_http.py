@@ -36,14 +36,19 @@ class AiohttpUpstreamResponse:
         self._resp = resp
         self.status = resp.status
 
-    async def lines(self) -> AsyncIterator[bytes]:
-        content = self._resp.content
+    async def events(self) -> AsyncIterator[bytes]:
+        """The payload of each SSE `data:` line (comments, `event:` and blank lines skipped).
+
+        Line by line rather than by `\n\n` so `\r\n` framing works too; one generator, no nesting,
+        because this runs once per token."""
+        readline = self._resp.content.readline
         try:
             while True:
-                line = await content.readline()
+                line = await readline()
                 if not line:
                     return
-                yield line
+                if line[:5] == b"data:":
+                    yield line[5:].strip()
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
             raise BackendConnectError(str(exc) or type(exc).__name__) from exc
 

@@ -8,7 +8,6 @@ SSE error event, never a clean-looking [DONE].
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -288,7 +287,7 @@ class Relay:
     async def _stream(
         self, ctx: RequestContext, parsed: ParsedRequest, resp: UpstreamResponse, send: Send, mm: ModelMetrics
     ) -> None:
-        events = _data_events(resp.lines())
+        events = resp.events()
         pending: list[bytes] = []
         # Phase 1: hold events until the first token, so a backend that fails now can be retried.
         while True:
@@ -329,9 +328,19 @@ class Relay:
         )
         await self._send(ctx, send, {"type": "http.response.body", "body": b"".join(pending), "more_body": True})
         # Phase 2: the stream is the client's. One event in, one send out: the client's pace is ours.
-        itl = mm.itl
+        observe_itl = mm.itl.observe
+        monotonic_ns = time.monotonic_ns
         try:
             async for payload in events:
+                if _is_plain_token(payload):
+                    # The common case, decided without parsing: a content delta, no finish, no usage.
+                    now = monotonic_ns()
+                    observe_itl((now - ctx.last_token_ns) / 1e9)
+                    ctx.last_token_ns = ctx.sending_since_ns = now
+                    ctx.content_chunks += 1
+                    await send({"type": "http.response.body", "body": b"data: " + payload + b"\n\n", "more_body": True})
+                    ctx.sending_since_ns = 0
+                    continue
                 if payload == b"[DONE]":
                     await self._send(ctx, send, {"type": "http.response.body", "body": _DONE, "more_body": False})
                     ctx.response_complete = True
@@ -344,8 +353,8 @@ class Relay:
                     raise _event_error(obj, ctx.backend, mid_stream=True)
                 has_token, finish = _chunk_has_token(obj)
                 if has_token:
-                    now = time.monotonic_ns()
-                    itl.observe((now - ctx.last_token_ns) / 1e9)
+                    now = monotonic_ns()
+                    observe_itl((now - ctx.last_token_ns) / 1e9)
                     ctx.last_token_ns = now
                     ctx.content_chunks += 1
                 if finish or "usage" in obj:
@@ -391,12 +400,20 @@ async def end_stream_with_error(ctx: RequestContext, send: Send, exc: GatewayErr
     ctx.response_complete = True
 
 
-async def _data_events(lines: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """SSE lines -> the payload of each `data:` line (comments, `event:` and blank lines skipped)."""
-    async for line in lines:
-        if line[:5] != b"data:":
-            continue
-        yield line[5:].strip()
+def _is_plain_token(payload: bytes) -> bool:
+    """A chunk carrying generated text and nothing else to account (no finish, usage or error).
+
+    Byte checks on the compact JSON that vLLM, llama.cpp, SGLang and OpenAI emit. Anything else (other
+    spacing, tool calls, reasoning) is simply parsed: this only ever skips work, never changes a result.
+    """
+    return (
+        b'"finish_reason":null' in payload
+        and (b'"content":"' in payload or b'"text":"' in payload)
+        and b'"content":""' not in payload
+        and b'"text":""' not in payload
+        and b'"usage":{' not in payload
+        and b'"error"' not in payload
+    )
 
 
 def _load(payload: bytes) -> dict[str, Any] | None:
