@@ -55,6 +55,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--concurrency", default=None, help="comma list (default 1,8,32; quick 1,8)")
     ap.add_argument("--rounds", type=int, default=None, help="alternations per concurrency (default 2; quick 1)")
     ap.add_argument("--budget", type=float, default=None, help="hard wall-clock limit, s (default 720; quick 115)")
+    ap.add_argument("--report-only", action="store_true", help="recompute the tables from results/serving.json")
     return ap.parse_args()
 
 
@@ -227,6 +228,13 @@ def _vllm_version() -> str | None:
 
 def main() -> int:
     args = parse_args()
+    if args.report_only:
+        import orjson
+
+        saved: dict[str, Any] = orjson.loads((h.RESULTS / f"{NAME}.json").read_bytes())
+        saved["summary"] = summarize(saved["runs"])
+        h.write_results(NAME, saved, render(saved))
+        return 0
     quick = args.quick
     conc_list = [int(x) for x in (args.concurrency or ("1,8" if quick else "1,8,32")).split(",")]
     rounds = args.rounds or (1 if quick else 2)
@@ -324,10 +332,14 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             tps = statistics.median(r["tokens_per_s"] for r in rs)
             # per round: ratio against the direct run of the same round (paired), then the median
             paired = []
+            per_cpu = []  # the same with tokens per engine CPU-second: what other jobs took from the engine cancels
             for r in rs:
                 d = next((x for x in direct if x["round"] == r["round"]), None)
                 if d and d["tokens_per_s"]:
                     paired.append(r["tokens_per_s"] / d["tokens_per_s"])
+                    rc, dc = _engine_cpu(r), _engine_cpu(d)
+                    if rc and dc:
+                        per_cpu.append((r["tokens_per_s"] / rc) / (d["tokens_per_s"] / dc))
             gw_name = {"via gateway": "gateway", "embedded": "embedded"}.get(path)
             if engine == "vLLM" and path == "via gateway":
                 gw_name = "gateway-vllm"
@@ -340,6 +352,10 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "tokens_per_s_runs": [r["tokens_per_s"] for r in rs],
                     "ratio_vs_direct": round(statistics.median(paired), 3) if path != "direct" and paired else None,
                     "ratio_runs": [round(x, 3) for x in paired] if path != "direct" else None,
+                    "tokens_per_engine_cpu_s": _med([r["tokens_per_s"] / c for r in rs if (c := _engine_cpu(r))]),
+                    "ratio_per_engine_cpu": round(statistics.median(per_cpu), 3)
+                    if path != "direct" and per_cpu
+                    else None,
                     "ttft_p50_ms": _med([r["ttft_ms"]["p50"] for r in rs]),
                     "ttft_p99_ms": _med([r["ttft_ms"]["p99"] for r in rs]),
                     "engine_cpu_ratio": _med([_engine_cpu(r) for r in rs]),
@@ -372,6 +388,8 @@ def render(data: dict[str, Any]) -> str:
         "tokens/s",
         "ratio vs direct",
         "per-round ratios",
+        "tok per engine CPU-s",
+        "ratio per engine CPU-s",
         "TTFT p50 ms",
         "TTFT p99 ms",
         "engine CPU",
@@ -388,6 +406,8 @@ def render(data: dict[str, Any]) -> str:
                 s["tokens_per_s"],
                 s["ratio_vs_direct"],
                 ", ".join(f"{x:.3f}" for x in s["ratio_runs"]) if s["ratio_runs"] else None,
+                s.get("tokens_per_engine_cpu_s"),
+                s.get("ratio_per_engine_cpu"),
                 s["ttft_p50_ms"],
                 s["ttft_p99_ms"],
                 f"{s['engine_cpu_ratio']:.0%}" if s["engine_cpu_ratio"] is not None else None,
@@ -398,8 +418,9 @@ def render(data: dict[str, Any]) -> str:
     w = data["workload"]
     caption = (
         "tokens/s = content chunks/s in the steady window (median over rounds); ratio = via gateway / direct, "
-        "paired by round, median; CPU = CPU s / wall s (1.0 = one core; for 'embedded' engine and gateway are one "
-        "process)"
+        "paired by round, median; tok per engine CPU-s = tokens/s / engine CPU (removes what other jobs took from "
+        "the engine; for 'embedded' the process also runs the gateway, so its relay cost stays in); CPU = CPU s / "
+        "wall s (1.0 = one core)"
     )
     h.console.print(h.rich_table("serving through inferline vs the engine direct", cols, rows, caption))
     md = h.header("Serving: tokens/s and TTFT, gateway vs engine direct", data)
