@@ -43,3 +43,12 @@ def test_plain_token_chunks_take_the_fast_path_and_agree_with_parsing(payload: b
 )
 def test_everything_else_is_parsed(payload: bytes) -> None:
     assert not _is_plain_token(payload)
+
+
+def test_sse_framing_across_reads_and_line_endings() -> None:
+    from inferline.backends.openai_http import split_sse
+
+    batch, tail = split_sse(b"", b'data: {"a":1}\n\ndata: {"b"')
+    assert batch == [b'{"a":1}'] and tail == b'data: {"b"'
+    batch, tail = split_sse(tail, b":2}\r\n\r\n: keep-alive comment\nevent: x\ndata:[DONE]\n\n")
+    assert batch == [b'{"b":2}', b"[DONE]"] and tail == b""

@@ -24,8 +24,8 @@ class UpstreamResponse(Protocol):
 
     status: int
 
-    def events(self) -> AsyncIterator[bytes]:
-        """The payload of each SSE `data:` line, read only when asked for (backpressure)."""
+    def event_batches(self) -> AsyncIterator[list[bytes]]:
+        """The payloads of the SSE `data:` lines each network read completed, read only when asked for."""
         ...
 
     async def read(self, limit_bytes: int) -> bytes: ...

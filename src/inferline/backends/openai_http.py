@@ -27,6 +27,12 @@ _LLAMACPP = frozenset({"llamacpp:requests_processing", "llamacpp:requests_deferr
 _NOT_FOR_REMOTE = frozenset({"priority"})
 
 
+def split_sse(tail: bytes, data: bytes) -> tuple[list[bytes], bytes]:
+    """(payloads of the complete `data:` lines in tail + data, the incomplete last line to keep)."""
+    *lines, rest = (tail + data).split(b"\n")
+    return [line[5:].strip() for line in lines if line[:5] == b"data:"], rest
+
+
 class AiohttpUpstreamResponse:
     """Wraps an aiohttp response; reading is pull-based, so a slow client slows the engine read."""
 
@@ -36,19 +42,22 @@ class AiohttpUpstreamResponse:
         self._resp = resp
         self.status = resp.status
 
-    async def events(self) -> AsyncIterator[bytes]:
-        """The payload of each SSE `data:` line (comments, `event:` and blank lines skipped).
-
-        Line by line rather than by `\n\n` so `\r\n` framing works too; one generator, no nesting,
-        because this runs once per token."""
-        readline = self._resp.content.readline
+    async def event_batches(self) -> AsyncIterator[list[bytes]]:
+        """The `data:` payloads of the SSE events that each network read completed (comments, `event:`
+        and blank lines skipped; `\n` or `\r\n` framing). Batched per read so a fast engine's burst of
+        tokens costs one await and one send, not one per token; the next read waits for the consumer."""
+        readany = self._resp.content.readany
+        tail = b""
         try:
             while True:
-                line = await readline()
-                if not line:
+                data = await readany()
+                if not data:
+                    if tail[:5] == b"data:":
+                        yield [tail[5:].strip()]
                     return
-                if line[:5] == b"data:":
-                    yield line[5:].strip()
+                batch, tail = split_sse(tail, data)
+                if batch:
+                    yield batch
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
             raise BackendConnectError(str(exc) or type(exc).__name__) from exc
 

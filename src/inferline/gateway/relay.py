@@ -287,12 +287,13 @@ class Relay:
     async def _stream(
         self, ctx: RequestContext, parsed: ParsedRequest, resp: UpstreamResponse, send: Send, mm: ModelMetrics
     ) -> None:
-        events = resp.events()
+        batches = resp.event_batches()
         pending: list[bytes] = []
+        rest: list[bytes] = []
         # Phase 1: hold events until the first token, so a backend that fails now can be retried.
         while True:
             try:
-                payload = await anext(events)
+                batch = await anext(batches)
             except StopAsyncIteration:
                 raise _Retryable(UpstreamError(f"backend {ctx.backend} closed the stream before any token")) from None
             except BackendConnectError as exc:
@@ -301,19 +302,9 @@ class Relay:
                 raise _Retryable(
                     UpstreamTimeout(f"backend {ctx.backend}: no token within {self._routing.first_token_timeout_s}s")
                 ) from None
-            if payload == b"[DONE]":
-                raise _Retryable(UpstreamError(f"backend {ctx.backend} ended the stream without any output"))
-            obj = _load(payload)
-            if obj is None or "error" in obj:
-                err = _event_error(obj, ctx.backend)
-                if isinstance(err, InvalidRequest):
-                    raise err
-                raise _Retryable(err)
-            has_token, finish = _chunk_has_token(obj)
-            self._account_chunk(ctx, obj, finish)
-            if not (obj.get("usage") and not obj.get("choices") and not parsed.include_usage):
-                pending.append(b"data: " + payload + b"\n\n")
-            if has_token or finish:
+            first = self._before_first_token(ctx, parsed, batch, pending)
+            if first is not None:
+                rest = batch[first + 1 :]
                 break
         now = time.monotonic_ns()
         ctx.status = 200
@@ -327,46 +318,60 @@ class Relay:
             {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + route_headers(ctx)},
         )
         await self._send(ctx, send, {"type": "http.response.body", "body": b"".join(pending), "more_body": True})
-        # Phase 2: the stream is the client's. One event in, one send out: the client's pace is ours.
+        # Phase 2: the stream is the client's. What one read from the engine brought goes out in one send,
+        # and the next read waits for that send: the client's pace is ours (backpressure).
         observe_itl = mm.itl.observe
         monotonic_ns = time.monotonic_ns
+        batch = rest
         try:
-            async for payload in events:
-                if _is_plain_token(payload):
-                    # The common case, decided without parsing: a content delta, no finish, no usage.
-                    now = monotonic_ns()
-                    observe_itl((now - ctx.last_token_ns) / 1e9)
-                    ctx.last_token_ns = ctx.sending_since_ns = now
-                    ctx.content_chunks += 1
-                    await send({"type": "http.response.body", "body": b"data: " + payload + b"\n\n", "more_body": True})
-                    ctx.sending_since_ns = 0
-                    continue
-                if payload == b"[DONE]":
-                    await self._send(ctx, send, {"type": "http.response.body", "body": _DONE, "more_body": False})
-                    ctx.response_complete = True
-                    if ctx.completion_tokens == 0:
-                        ctx.completion_tokens = ctx.content_chunks
-                    await resp.finish()  # after the client has its [DONE]: keep the connection for reuse
-                    return
-                obj = _load(payload)
-                if obj is None or "error" in obj:
-                    raise _event_error(obj, ctx.backend, mid_stream=True)
-                has_token, finish = _chunk_has_token(obj)
-                if has_token:
-                    now = monotonic_ns()
-                    observe_itl((now - ctx.last_token_ns) / 1e9)
-                    ctx.last_token_ns = now
-                    ctx.content_chunks += 1
-                if finish or "usage" in obj:
-                    self._account_chunk(ctx, obj, finish)
-                    if obj.get("usage") and not obj.get("choices") and not parsed.include_usage:
+            while True:
+                out: list[bytes] = []
+                now = monotonic_ns()
+                for payload in batch:
+                    if _is_plain_token(payload):
+                        # The common case, decided without parsing: a content delta, no finish, no usage.
+                        observe_itl((now - ctx.last_token_ns) / 1e9)
+                        ctx.last_token_ns = now
+                        ctx.content_chunks += 1
+                        out.append(b"data: " + payload + b"\n\n")
                         continue
-                await self._send(
-                    ctx,
-                    send,
-                    {"type": "http.response.body", "body": b"data: " + payload + b"\n\n", "more_body": True},
-                )
-            raise StreamInterrupted(f"backend {ctx.backend} closed the stream before [DONE]; the answer is incomplete")
+                    if payload == b"[DONE]":
+                        out.append(_DONE)
+                        await self._send(
+                            ctx, send, {"type": "http.response.body", "body": b"".join(out), "more_body": False}
+                        )
+                        ctx.response_complete = True
+                        if ctx.completion_tokens == 0:
+                            ctx.completion_tokens = ctx.content_chunks
+                        await resp.finish()  # after the client has its [DONE]: keep the connection for reuse
+                        return
+                    obj = _load(payload)
+                    if obj is None or "error" in obj:
+                        if out:
+                            await self._send(
+                                ctx, send, {"type": "http.response.body", "body": b"".join(out), "more_body": True}
+                            )
+                        raise _event_error(obj, ctx.backend, mid_stream=True)
+                    has_token, finish = _chunk_has_token(obj)
+                    if has_token:
+                        observe_itl((now - ctx.last_token_ns) / 1e9)
+                        ctx.last_token_ns = now
+                        ctx.content_chunks += 1
+                    if finish or "usage" in obj:
+                        self._account_chunk(ctx, obj, finish)
+                        if obj.get("usage") and not obj.get("choices") and not parsed.include_usage:
+                            continue
+                    out.append(b"data: " + payload + b"\n\n")
+                if out:
+                    ctx.sending_since_ns = now
+                    await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+                    ctx.sending_since_ns = 0
+                try:
+                    batch = await anext(batches)
+                except StopAsyncIteration:
+                    raise StreamInterrupted(
+                        f"backend {ctx.backend} closed the stream before [DONE]; the answer is incomplete"
+                    ) from None
         except BackendConnectError as exc:
             raise StreamInterrupted(
                 f"backend {ctx.backend} failed mid-stream: {exc}; the answer is incomplete"
@@ -375,6 +380,27 @@ class Relay:
             raise StreamInterrupted(
                 f"backend {ctx.backend} sent nothing for {self._routing.first_token_timeout_s}s mid-stream"
             ) from None
+
+    def _before_first_token(
+        self, ctx: RequestContext, parsed: ParsedRequest, batch: list[bytes], pending: list[bytes]
+    ) -> int | None:
+        """Account and hold the events of one read; the index of the first token (or finish), else None."""
+        for i, payload in enumerate(batch):
+            if payload == b"[DONE]":
+                raise _Retryable(UpstreamError(f"backend {ctx.backend} ended the stream without any output"))
+            obj = _load(payload)
+            if obj is None or "error" in obj:
+                err = _event_error(obj, ctx.backend)
+                if isinstance(err, InvalidRequest):
+                    raise err
+                raise _Retryable(err)
+            has_token, finish = _chunk_has_token(obj)
+            self._account_chunk(ctx, obj, finish)
+            if not (obj.get("usage") and not obj.get("choices") and not parsed.include_usage):
+                pending.append(b"data: " + payload + b"\n\n")
+            if has_token or finish:
+                return i
+        return None
 
     @staticmethod
     async def _send(ctx: RequestContext, send: Send, message: dict[str, Any]) -> None:
