@@ -46,7 +46,8 @@ def test_score_uses_kv_and_queue_and_local_in_flight() -> None:
 
 
 def test_consecutive_failures_eject_for_the_cooldown() -> None:
-    s = _state("a")
+    s, other = _state("a"), _state("b")
+    s.siblings = other.siblings = [s, other]
     routing = RoutingConfig(eject_after_failures=2, eject_cooldown_s=5)
     metrics = GatewayMetrics()
     s.record_failure("boom", routing, metrics)
@@ -56,6 +57,19 @@ def test_consecutive_failures_eject_for_the_cooldown() -> None:
     assert s.ready(time.monotonic() + 6)
     s.record_success()
     assert s.consecutive_failures == 0
+
+
+def test_the_last_ready_backend_is_never_ejected_but_goes_half_open() -> None:
+    s = _state("only")
+    s.siblings = [s]
+    routing = RoutingConfig(eject_after_failures=2, eject_cooldown_s=5)
+    for _ in range(3):
+        s.record_failure("reset", routing, GatewayMetrics())
+    now = time.monotonic()
+    assert s.ready(now), "a transient error must not turn into an outage of the whole model"
+    assert s.circuit(now) == "half_open"
+    s.record_success()
+    assert s.circuit(now) == "closed"
 
 
 def test_prometheus_text_sums_across_label_sets() -> None:

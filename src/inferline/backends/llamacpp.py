@@ -87,6 +87,10 @@ def start_llamacpp_server(cfg: EmbeddedEngineConfig, alias: str, host: str = "12
     p.n_parallel = cfg.parallel
     p.n_ctx = cfg.parallel * cfg.ctx_per_slot  # llama.cpp splits n_ctx evenly across slots
     p.cont_batching = True
+    # llama.cpp serves each HTTP connection on a thread of a pool sized parallel + 2 by default: every
+    # streaming slot holds one, so a cancelled stream not yet noticed, or a health probe, can find none
+    # free and the request stalls until it fails (seen at 32 streams on 8 slots). Threads here mostly wait.
+    p.n_threads_http = cfg.parallel + 8
     p.hostnames = [host]
     p.port = port
     p.endpoint_metrics = True

@@ -36,6 +36,8 @@ class BackendState:
     # prompt + expected output of our requests in flight on it: what they will hold in its KV cache at most
     reserved_kv_tokens: int = 0
     last_error: str = ""
+    # Every backend of the same model (this one included): ejection never leaves a model with none.
+    siblings: list[BackendState] = field(default_factory=list, repr=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -84,8 +86,17 @@ class BackendState:
     def record_failure(self, error: str, routing: RoutingConfig, metrics: GatewayMetrics) -> None:
         self.consecutive_failures += 1
         self.last_error = error
-        if self.consecutive_failures >= routing.eject_after_failures and time.monotonic() >= self.ejected_until:
-            self.ejected_until = time.monotonic() + routing.eject_cooldown_s
+        now = time.monotonic()
+        if self.consecutive_failures >= routing.eject_after_failures and now >= self.ejected_until:
+            if not any(s is not self and s.ready(now) for s in self.siblings):
+                # Ejecting the last ready backend would turn a transient error into an outage (every queued
+                # request answered 503): stay half-open instead — one trial at a time until one succeeds.
+                # A dead engine is still taken out by the health check.
+                log.warning(
+                    "backend %s failing (%s) but it is the model's last ready backend: not ejected", self.name, error
+                )
+                return
+            self.ejected_until = now + routing.eject_cooldown_s
             metrics.ejections.labels(self.name).inc()
             metrics.backend_healthy.labels(self.name).set(0)
             log.warning(
@@ -126,6 +137,9 @@ class BackendPool:
                 for b in m.backends
             ]
         self.states = [s for states in self.by_model.values() for s in states]
+        for states in self.by_model.values():
+            for s in states:
+                s.siblings = states
 
     async def start(self) -> None:
         await asyncio.gather(*(s.backend.start() for s in self.states))
