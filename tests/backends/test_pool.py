@@ -87,3 +87,11 @@ vllm:num_requests_running_other 9
         "vllm:kv_cache_usage_perc": 0.25,
         "vllm:num_requests_waiting": 1.0,
     }
+
+
+def test_dispatches_since_the_last_poll_raise_the_score() -> None:
+    now = time.monotonic()
+    a, b = _state("a", EngineLoad(0, 0, 0.10, now)), _state("b", EngineLoad(0, 0, 0.15, now))
+    assert a.score(now, 2) < b.score(now, 2)
+    a.dispatched_since_poll = 2  # two requests sent to `a` since its last reading (8 seqs)
+    assert a.score(now, 2) > b.score(now, 2), "the next request goes to b instead of herding onto a"
