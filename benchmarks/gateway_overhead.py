@@ -50,6 +50,8 @@ LITELLM_ARGS = ("--num_workers", "2", "--run_gunicorn")
 SWEEP_ORDER = ("direct", "inferline", "vllm-router", "litellm")  # slowest last: the soft budget may cut it
 SWEEP_RATES = "100,200,400,600,800,1000,1200,1600"
 SWEEP_RATES_LITELLM = "10,25,50,100,200"  # it saturates two orders of magnitude lower here
+SWEEP_STEP_S = 3.0
+SWEEP_MAX_TTFT_P99_MS = 1000.0  # a step whose TTFT p99 passes 1 s is building a queue: not sustained
 
 
 @dataclass
@@ -224,51 +226,62 @@ def pooled(ms: list[h.Measured]) -> dict[str, Any]:
 def sweep_target(
     t: Target, sim: h.Proc, procs_all: list[h.Proc], rates: list[float], quick: bool, budget_ok: Any
 ) -> None:
-    duration = 3.0
+    """Rates in turn until one is not sustained twice in a row (a failed step is tried once more: on a
+    shared machine one 3-second step can fail because another job took the cores for a moment)."""
     best: float | None = None
     for rate in rates:
         if not budget_ok():
             t.max_rate_note = "sweep cut short by the time budget"
             break
-        m = run_one(t, sim, procs_all, rate, duration, grace_s=3.0, request_timeout_s=10.0, seed=7)
-        s = m.summary
-        err = h.error_ratio(s)
-        achieved = s["request_throughput_rps"] or 0.0
-        lag = (s.get("send_lag_ms") or {}).get("p99")
-        ok = err < 0.01 and achieved >= 0.9 * rate
-        gen_limited = m.cpu.get("loadgen", 0) > 0.9
-        row = {
-            "rate": rate,
-            "ok": ok,
-            "achieved_rps": round(achieved, 1),
-            "error_ratio": round(err, 4),
-            "errors": s["errors"],
-            "ttft_p50_ms": h.pct(s, "ttft_ms", "p50"),
-            "ttft_p99_ms": h.pct(s, "ttft_ms", "p99"),
-            "send_lag_p99_ms": lag,
-            "cpu_ratio": m.cpu,
-            "loadavg_1m": m.loadavg[0] if m.loadavg else None,
-            "generator_limited": gen_limited,
-        }
-        t.sweep.append(row)
-        h.console.print(
-            f"  sweep {t.name:12s} {rate:6.0f} req/s: {'ok  ' if ok else 'FAIL'} achieved {achieved:7.1f}/s "
-            f"errors {err:.1%} TTFT p50 {h.fmt(row['ttft_p50_ms'])} ms p99 {h.fmt(row['ttft_p99_ms'])} ms "
-            f"CPU {m.cpu}"
-        )
-        if not ok:
+        tries = 1 if quick else 2
+        for attempt in range(tries):
+            row = sweep_step(t, sim, procs_all, rate, attempt)
+            t.sweep.append(row)
+            if row["ok"] or not budget_ok():
+                break
+        if not row["ok"]:
             t.max_rate_note = (
-                f"failed at {rate:g} req/s: {achieved:.0f} req/s completed, {err:.1%} errors, TTFT p99 "
-                f"{h.fmt(row['ttft_p99_ms'])} ms; generator send lag p99 {h.fmt(lag)} ms"
+                f"failed at {rate:g} req/s ({'twice' if row['attempt'] > 1 else 'once'}): "
+                f"{row['achieved_rps']:.0f} req/s completed, {row['error_ratio']:.1%} errors, TTFT p99 "
+                f"{h.fmt(row['ttft_p99_ms'])} ms; generator send lag p99 {h.fmt(row['send_lag_p99_ms'])} ms"
             )
             break
         best = rate
-        if gen_limited:
+        if row["generator_limited"]:
             t.max_rate_note = f"load generator at its limit at {rate:g} req/s: the target may sustain more"
             break
     else:
         t.max_rate_note = f"passed every swept rate (>= {rates[-1]:g} req/s)"
     t.max_rate = best
+
+
+def sweep_step(t: Target, sim: h.Proc, procs_all: list[h.Proc], rate: float, attempt: int) -> dict[str, Any]:
+    m = run_one(t, sim, procs_all, rate, SWEEP_STEP_S, grace_s=3.0, request_timeout_s=10.0, seed=7 + attempt)
+    s = m.summary
+    err = h.error_ratio(s)
+    achieved = s["request_throughput_rps"] or 0.0
+    p99 = h.pct(s, "ttft_ms", "p99")
+    ok = err < 0.01 and achieved >= 0.9 * rate and p99 is not None and p99 <= SWEEP_MAX_TTFT_P99_MS
+    row = {
+        "rate": rate,
+        "attempt": attempt + 1,
+        "ok": ok,
+        "achieved_rps": round(achieved, 1),
+        "error_ratio": round(err, 4),
+        "errors": s["errors"],
+        "ttft_p50_ms": h.pct(s, "ttft_ms", "p50"),
+        "ttft_p99_ms": p99,
+        "send_lag_p99_ms": (s.get("send_lag_ms") or {}).get("p99"),
+        "cpu_ratio": m.cpu,
+        "cpu_ms_per_request": {k: round(v / max(1, s["completed"]) * 1e3, 3) for k, v in m.cpu_s.items()},
+        "loadavg_1m": m.loadavg[0] if m.loadavg else None,
+        "generator_limited": m.cpu.get("loadgen", 0) > 0.9,
+    }
+    h.console.print(
+        f"  sweep {t.name:12s} {rate:6.0f} req/s (try {attempt + 1}): {'ok  ' if ok else 'FAIL'} achieved "
+        f"{achieved:7.1f}/s errors {err:.1%} TTFT p50 {h.fmt(row['ttft_p50_ms'])} ms p99 {h.fmt(p99)} ms CPU {m.cpu}"
+    )
+    return row
 
 
 def profile_gateway(gw: Target, sim: h.Proc, procs_all: list[h.Proc], data: dict[str, Any]) -> None:
@@ -381,7 +394,8 @@ def main() -> int:
             "rounds": rounds,
             "sweep_rates": sweep_rates,
             "sweep_rates_litellm": sweep_litellm,
-            "sustained": "< 1% errors (incl. cancelled) and completed req/s >= 90% of the offered rate",
+            "sustained": "< 1% errors (incl. cancelled), completed req/s >= 90% of the offered rate and TTFT p99 "
+            "<= 1 s; a failed step is tried once more",
         },
     }
     t_start = time.monotonic()
@@ -582,7 +596,9 @@ def render(data: dict[str, Any], targets: list[Target], rates: list[float]) -> s
                 res["max_rate"][t.name]["note"],
             ]
         )
-    h.console.print(h.rich_table("highest sustained rate (< 1% errors, >= 90% completed)", mcols, mrows))
+    h.console.print(
+        h.rich_table("highest sustained rate (< 1% errors, >= 90% completed, TTFT p99 <= 1 s)", mcols, mrows)
+    )
     v = res["verdict"]
     md = h.header("Gateway overhead: direct vs inferline vs LiteLLM vs vllm-router", data)
     md += (
