@@ -439,7 +439,22 @@ def machine() -> dict[str, Any]:
         "platform": m.get("platform"),
         "loadavg_at_start": loadavg(),
         "versions": info["versions"],
+        "git": git_state(),
     }
+
+
+def git_state() -> dict[str, Any]:
+    """The commit measured, and whether src/ differed from it (peers edit the tree while we run)."""
+
+    def git(*args: str) -> str:
+        try:
+            out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=20)
+            return out.stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+
+    dirty = git("status", "--porcelain", "--", "src")
+    return {"commit": git("rev-parse", "--short=12", "HEAD") or None, "src_modified": dirty.splitlines()[:20]}
 
 
 def write_results(name: str, data: dict[str, Any], markdown: str) -> tuple[Path, Path]:
@@ -454,13 +469,14 @@ def write_results(name: str, data: dict[str, Any], markdown: str) -> tuple[Path,
 def header(name: str, data: dict[str, Any]) -> str:
     m = data["machine"]
     v = m["versions"]
+    g = m.get("git") or {}
     peers = ", ".join(f"{k} {val}" for k, val in sorted(data.get("peer_versions", {}).items()) if val)
     return (
         f"# {name}\n\n"
         f"{data['date']} · mode `{data['mode']}` · {m['cores']} cores ({m['cpu_model']}), {m['ram_gib']} GiB RAM · "
-        f"load average at start {m['loadavg_at_start']} · inferline {v.get('inferline')}, Python {v.get('python')}"
-        + (f" · {peers}" if peers else "")
-        + "\n\n"
+        f"load average at start {m['loadavg_at_start']} · inferline {v.get('inferline')} "
+        f"(commit {g.get('commit')}{', src/ modified' if g.get('src_modified') else ''}), "
+        f"Python {v.get('python')}" + (f" · {peers}" if peers else "") + "\n\n"
     )
 
 

@@ -27,6 +27,7 @@ process groups) is in the tables, so a reader can tell a slow proxy from a starv
 from __future__ import annotations
 
 import argparse
+import re
 import secrets
 import subprocess
 import sys
@@ -324,6 +325,9 @@ def profile_gateway(gw: Target, sim: h.Proc, procs_all: list[h.Proc], data: dict
     data["profile"] = out
 
 
+_ENTRY = re.compile(r"inferline/(cli\.py|gateway/server\.py)")  # the process's entry frames: always 100%
+
+
 def summarize_profile(text: str, top: int = 25) -> dict[str, Any]:
     """Collapsed stacks -> self and inclusive sample shares per frame, for the project's own frames
     and for everything."""
@@ -342,7 +346,7 @@ def summarize_profile(text: str, top: int = 25) -> dict[str, Any]:
         own[frames[-1]] = own.get(frames[-1], 0) + n
 
     def share(d: dict[str, int], only_ours: bool = False) -> list[list[Any]]:
-        items = [(k, v) for k, v in d.items() if not only_ours or "inferline/" in k]
+        items = [(k, v) for k, v in d.items() if not only_ours or ("inferline/" in k and not _ENTRY.search(k))]
         items.sort(key=lambda kv: -kv[1])
         return [[k, round(100 * v / total, 1)] for k, v in items[:top]]
 
