@@ -23,6 +23,8 @@ _VLLM = frozenset({*_VLLM_KV, "vllm:num_requests_running", "vllm:num_requests_wa
 _SGLANG = frozenset({"sglang:token_usage", "sglang:num_running_reqs", "sglang:num_queue_reqs"})
 _LLAMACPP = frozenset({"llamacpp:requests_processing", "llamacpp:requests_deferred"})
 
+_KEEPALIVE_S = 4.0
+
 # Fields no engine of these kinds accepts from us as-is; vLLM extras pass through to vLLM only.
 _NOT_FOR_REMOTE = frozenset({"priority"})
 
@@ -118,7 +120,9 @@ class OpenAIHTTPBackend:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
+            # Idle connections are dropped before the engine's own keep-alive timeout (uvicorn and
+            # llama.cpp's httplib: 5 s), so a request is not written into a socket the engine just closed.
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=_KEEPALIVE_S)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(
@@ -141,7 +145,12 @@ class OpenAIHTTPBackend:
 
     async def post(self, path: str, body: bytes) -> AiohttpUpstreamResponse:
         try:
-            resp = await self._client().post(self._base + path, data=body, headers=self._headers)
+            try:
+                resp = await self._client().post(self._base + path, data=body, headers=self._headers)
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+                # A pooled connection the engine closed while idle: the request never reached it, so
+                # one immediate resend on a fresh connection is safe.
+                resp = await self._client().post(self._base + path, data=body, headers=self._headers)
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise TimeoutError(f"no response within {self._routing.first_token_timeout_s}s") from exc
         except (aiohttp.ClientError, OSError) as exc:
