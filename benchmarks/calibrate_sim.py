@@ -63,10 +63,12 @@ def loadavg() -> float:
         return float("nan")
 
 
-def sweep(stack: Stack, target: str, window_s: float, grace_s: float) -> dict[str, Any]:
+def sweep(
+    stack: Stack, target: str, window_s: float, grace_s: float, threads: int = 0, users: tuple[int, ...] = CONCURRENCY
+) -> dict[str, Any]:
     port = free_ports(1)
     if target == "real":
-        argv = [INFERLINE, "engine", "--parallel", "8", "--port", str(port)]
+        argv = [INFERLINE, "engine", "--parallel", "8", "--threads", str(threads), "--port", str(port)]
     else:
         argv = [INFERLINE, "sim", "--profile", "cpu-smollm2", "--port", str(port)]
     la0 = loadavg()
@@ -77,7 +79,7 @@ def sweep(stack: Stack, target: str, window_s: float, grace_s: float) -> dict[st
     runs = load_sweep(
         url,
         stack,
-        concurrency=CONCURRENCY,
+        concurrency=users,
         duration_s=window_s,
         grace_s=grace_s,
         workload="random",
@@ -147,9 +149,11 @@ def flag(r: float | None) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="8 s per concurrency step (< 2 min)")
+    ap.add_argument("--quick", action="store_true", help="1 and 8 users, 8 s per step (< 2 min)")
+    ap.add_argument("--threads", type=int, default=0, help="real engine's CPU threads (0 = all cores, as profiled)")
     args = ap.parse_args()
     window = 8.0 if args.quick else 25.0
+    users = (1, 8) if args.quick else CONCURRENCY
     stack = Stack(budget_s=115 if args.quick else 400)
     data: dict[str, Any] = {
         "benchmark": "calibrate_sim",
@@ -158,12 +162,12 @@ def main() -> int:
         "machine": machine(),
         "git": git_commit(),
         "config": {
-            "concurrency": CONCURRENCY,
+            "concurrency": users,
             "window_s_per_step": window,
             "input_words": INPUT_WORDS,
             "output_tokens": OUTPUT_TOKENS,
             "ignore_eos": True,
-            "real": "inferline engine --parallel 8 (threads: all cores)",
+            "real": f"inferline engine --parallel 8 --threads {args.threads} (0 = all cores)",
             "sim": "inferline sim --profile cpu-smollm2 (time-scale 1)",
             "profile": {
                 k: getattr(CPU_SMOLLM2, k)
@@ -173,13 +177,15 @@ def main() -> int:
         },
     }
     console.print(
-        f"[bold]calibrate_sim[/]: closed loop {', '.join(map(str, CONCURRENCY))} users, {INPUT_WORDS}-word prompts, "
+        f"[bold]calibrate_sim[/]: closed loop {', '.join(map(str, users))} users, {INPUT_WORDS}-word prompts, "
         f"{OUTPUT_TOKENS} output tokens, {window:g} s per step; real engine, then the sim"
     )
     results = {}
     for target in ("real", "sim"):
         t0 = time.monotonic()
-        results[target] = sweep(stack, target, window, grace_s=8.0 if args.quick else 20.0)
+        results[target] = sweep(
+            stack, target, window, grace_s=6.0 if args.quick else 20.0, threads=args.threads, users=users
+        )
         console.print(
             f"  {target}: {time.monotonic() - t0:.0f}s, load average before {results[target]['loadavg_before']}, "
             f"engine CPU {results[target]['engine_cpu_cores']} cores"
@@ -268,7 +274,7 @@ def main() -> int:
     data["verdict"] = verdict
     md = header("calibrate_sim: the cpu-smollm2 profile vs the real embedded engine", data)
     md += (
-        f"Closed loop, {', '.join(map(str, CONCURRENCY))} users, {window:g} s per step, {INPUT_WORDS}-word prompts, "
+        f"Closed loop, {', '.join(map(str, users))} users, {window:g} s per step, {INPUT_WORDS}-word prompts, "
         f"{OUTPUT_TOKENS} output tokens (ignore_eos), seed 0, bench straight at each engine (no gateway). "
         f"Real: `inferline engine --parallel 8` (load average before: {results['real']['loadavg_before']}); "
         f"sim: `inferline sim --profile cpu-smollm2`.\n\n"

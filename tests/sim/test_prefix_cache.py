@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import aiohttp
 import orjson
+import pytest
 
 from inferline.sim import SimFleet
 from inferline.sim.prefix_cache import PrefixCache, hash_blocks
@@ -113,9 +115,10 @@ def test_running_requests_share_cached_blocks_in_the_kv_cache() -> None:
     assert a.state is b.state is RequestState.RUNNING
 
 
-def test_blocks_are_conserved_and_old_prefixes_evicted_under_pressure() -> None:
+@pytest.mark.parametrize("kv_blocks", [64, 28])
+def test_blocks_are_conserved_and_old_prefixes_evicted_under_pressure(kv_blocks: int) -> None:
     random.seed(1)
-    s = Scheduler(PROFILE, prefix_caching=True)
+    s = Scheduler(replace(PROFILE, kv_blocks=kv_blocks), prefix_caching=True)
     cache = s.prefix_cache
     assert cache is not None
     arrivals = []
@@ -141,6 +144,8 @@ def test_blocks_are_conserved_and_old_prefixes_evicted_under_pressure() -> None:
     assert 0 < cache.hits_tokens < cache.queries_tokens
     assert len(cache) <= s.total_blocks
     assert any(r.num_cached_tokens == 0 for _, r in arrivals[50:])  # evicted prefixes miss again
+    if kv_blocks < 40:  # 4 slots x ~13 blocks do not fit: preempted requests free shared blocks and re-hit them
+        assert s.num_preemptions > 0
 
 
 def test_lru_evicts_least_recently_freed_and_a_prefix_tail_first() -> None:
