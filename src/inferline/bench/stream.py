@@ -24,7 +24,7 @@ _SKIP = frozenset(b" \t\r\n:")
 # server announces `Keep-Alive: timeout=5` and then closes) make the next request on that pooled
 # connection fail before any byte comes back. Like urllib3 and httpx, send it again on another
 # connection; send_s stays the first attempt's, so the retry's cost is in the latencies.
-STALE_RETRIES = 2
+STALE_RETRIES = 4  # each failed try drops one dead pooled connection; several can be dead at once
 
 
 def _stale_connection(exc: BaseException) -> bool:
