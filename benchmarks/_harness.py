@@ -457,8 +457,12 @@ def git_state() -> dict[str, Any]:
     return {"commit": git("rev-parse", "--short=12", "HEAD") or None, "src_modified": dirty.splitlines()[:20]}
 
 
-def write_results(name: str, data: dict[str, Any], markdown: str) -> tuple[Path, Path]:
+def write_results(name: str, data: dict[str, Any], markdown: str, quick: bool = False) -> tuple[Path, Path]:
+    """results/NAME.json and .md; a --quick smoke run writes NAME.quick.* (git-ignored) instead, so it
+    never replaces the published full-run numbers."""
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if quick:
+        name += ".quick"
     jpath = RESULTS / f"{name}.json"
     mpath = RESULTS / f"{name}.md"
     jpath.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")

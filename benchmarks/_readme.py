@@ -28,7 +28,9 @@ def main(names: list[str]) -> None:
         pattern = re.compile(rf"<!-- results:{name} -->.*?<!-- /results:{name} -->", re.S)
         if not pattern.search(readme):
             raise SystemExit(f"README.md has no <!-- results:{name} --> ... <!-- /results:{name} --> block")
-        readme = pattern.sub(lambda _m, n=name: section(n), readme)
+        match = pattern.search(readme)
+        assert match is not None
+        readme = readme[: match.start()] + section(name) + readme[match.end() :]
     README.write_text(readme)
 
 

@@ -455,7 +455,7 @@ def main() -> int:
     data["machine"]["loadavg_at_end"] = h.loadavg()
     procs.stop_all()
     md = render(data, targets, rates)
-    j, mpath = h.write_results(NAME, data, md)
+    j, mpath = h.write_results(NAME, data, md, quick=quick)
     h.console.print(f"wrote {j.relative_to(h.REPO)} and {mpath.relative_to(h.REPO)} in {data['wall_s']} s")
     return 0
 

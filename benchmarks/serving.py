@@ -313,7 +313,7 @@ def main() -> int:
     data["machine"]["loadavg_at_end"] = h.loadavg()
     procs.stop_all()
     md = render(data)
-    j, m = h.write_results(NAME, data, md)
+    j, m = h.write_results(NAME, data, md, quick=quick)
     h.console.print(f"wrote {j.relative_to(h.REPO)} and {m.relative_to(h.REPO)} in {data['wall_s']} s")
     return 0
 
