@@ -46,7 +46,8 @@ def test_disconnect_cancels_engine_within_1s(gateway: Proc) -> None:
         client.stream("POST", gateway.base_url + "/chat/completions", json=LONG) as r,
     ):
         assert r.status_code == 200
-        _read_events(r.iter_lines(), 5)
+        lines = r.iter_lines()  # kept referenced: a collected httpx line iterator closes the response
+        _read_events(lines, 5)
         # the engine's own count, as the gateway polls it (every 0.1 s; slower when the engine is busy)
         wait_until(lambda: (backend_running(gateway.url, "embedded-0") or 0) >= 1, timeout=15)
         closed_at = time.monotonic()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import random
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -38,7 +37,6 @@ class Router:
         # prefix key -> backend name that served it last (bounded LRU)
         self._affinity: OrderedDict[bytes, str] = OrderedDict()
         self._chains = {m.name: [m.name, *m.fallback] for m in config.models}
-        self._rng = random.Random()
         self.queues = {
             m.name: ModelQueue(m.name, pool.by_model[m.name], config.admission, self._max_age_s, metrics, self.pick)
             for m in config.models
@@ -65,7 +63,10 @@ class Router:
             self._rr += 1
             return room[self._rr % len(room)]
         scores = {s.name: s.score(now, self._max_age_s) for s in room}
-        best = min(room, key=lambda s: (round(scores[s.name] / _TIE_EPSILON), self._rng.random()))
+        # Equal scores rotate (not random): equal engines share load evenly, even one request at a time.
+        self._rr += 1
+        n = len(room)
+        best = min(enumerate(room), key=lambda t: (round(scores[t[1].name] / _TIE_EPSILON), (t[0] + self._rr) % n))[1]
         if affinity is None:
             return best
         chosen = best
