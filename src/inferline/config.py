@@ -87,7 +87,9 @@ class EmbeddedEngineConfig(_Section):
         le=131072,
         description="Context tokens per slot (prompt + output); the engine's KV cache is parallel x this.",
     )
-    threads: int = Field(0, ge=0, le=256, description="CPU threads for decoding and prompt processing; 0 = all cores.")
+    threads: int = Field(
+        0, ge=0, le=256, description="CPU threads for decoding and prompt processing; 0 = all cores but one."
+    )
     port: int = Field(
         0,
         ge=0,
