@@ -1,7 +1,8 @@
 """Calibrate the simulator's cpu-smollm2 profile against the real embedded engine it models.
 
 The same closed-loop concurrency sweep (1, 2, 4, 8 users; 128-word prompts, exactly 64 output tokens
-with ignore_eos; same seed) is run with `inferline bench` straight against
+with ignore_eos; a fresh seed per step, as llama.cpp's prompt cache would otherwise serve a step's
+repeated prompts without prefill; the same seeds for both) is run with `inferline bench` straight against
 
   real  `inferline engine --parallel 8` (llama.cpp via xllamacpp, SmolLM2-135M Q4_1, all cores)
   sim   `inferline sim --profile cpu-smollm2` (time-scale 1)
@@ -13,8 +14,9 @@ TTFT p50, TPOT p50 and output throughput of each, and the ratio sim/real; a rati
 the profile's values, as the proposal for src/inferline/sim/profiles.py.
 
 The real engine shares two cores with the load generator (and with anything else running on the
-machine): the load average is recorded before each target, and a warning is printed when the machine
-was busy, since the real numbers then say more about the neighbours than about the engine.
+machine): the CPU used by other processes during each sweep is measured (/proc/stat minus the engine
+and this process), and a warning is printed when it exceeds a quarter of a core, since the real numbers
+then say more about the neighbours than about the engine.
 
     .venv/bin/python benchmarks/calibrate_sim.py [--quick]
 """
@@ -39,7 +41,7 @@ from _gwbench import (
     free_ports,
     git_commit,
     header,
-    load_sweep,
+    load,
     machine,
     main_guard,
     md_table,
@@ -54,6 +56,13 @@ CONCURRENCY = (1, 2, 4, 8)
 INPUT_WORDS = 128
 OUTPUT_TOKENS = 64
 TOLERANCE = 0.25  # |ratio - 1| above this (ratio > 1.25 or < 0.8) is "off"
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all processes of the machine have used (busy jiffies in /proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def loadavg() -> float:
@@ -75,22 +84,29 @@ def sweep(
     p = stack.start(target, argv)
     url = f"http://127.0.0.1:{port}"
     stack.wait_http(p, url + "/health", 90)
-    cpu0, t0 = p.cpu_s(), time.monotonic()
-    runs = load_sweep(
-        url,
-        stack,
-        concurrency=users,
-        duration_s=window_s,
-        grace_s=grace_s,
-        workload="random",
-        input={"mean": INPUT_WORDS},
-        output={"mean": OUTPUT_TOKENS},
-        ignore_eos=True,
-        warmup_requests=2,
-        seed=0,
-    )
+    warm_s = warm_up(stack, url)
+    cpu0, t0, busy0, me0 = p.cpu_s(), time.monotonic(), machine_busy_s(), sum(os.times()[:2])
+    # One bench run per step, each with its own seed: llama.cpp keeps finished prompts in a prompt cache
+    # (per slot and in RAM), so a step that repeated the previous step's prompts would skip their prefill.
+    runs = [
+        load(
+            url,
+            stack,
+            concurrency=(c,),
+            duration_s=window_s,
+            grace_s=grace_s,
+            workload="random",
+            input={"mean": INPUT_WORDS},
+            output={"mean": OUTPUT_TOKENS},
+            ignore_eos=True,
+            seed=100 + i,
+        )
+        for i, c in enumerate(users)
+    ]
     wall = time.monotonic() - t0
     cpu = (p.cpu_s() - cpu0) / wall
+    me = (sum(os.times()[:2]) - me0) / wall
+    others = max(0.0, (machine_busy_s() - busy0) / wall - cpu - me)
     stack.stop(p)
     steps = []
     for r in runs:
@@ -109,7 +125,38 @@ def sweep(
                 "generator_cpu_ratio": s.get("generator_cpu_ratio"),
             }
         )
-    return {"target": target, "loadavg_before": la0, "engine_cpu_cores": round(cpu, 2), "steps": steps}
+    return {
+        "target": target,
+        "loadavg_before": la0,
+        "warm_up_s": round(warm_s, 1),
+        "engine_cpu_cores": round(cpu, 2),
+        "loadgen_cpu_cores": round(me, 2),
+        "other_processes_cpu_cores": round(others, 2),
+        "steps": steps,
+    }
+
+
+def warm_up(stack: Stack, url: str, budget_s: float = 40.0) -> float:
+    """Unrecorded requests until one decodes at speed: right after start, the model's pages may still be
+    coming from disk (the machine's page cache is shared), and the first requests are many times slower."""
+    t0 = time.monotonic()
+    for k in range(20):
+        run = load(
+            url,
+            stack,
+            concurrency=(1,),
+            num_requests=2,
+            workload="random",
+            input={"mean": 32},
+            output={"mean": 16},
+            ignore_eos=True,
+            seed=9000 + k,
+            request_timeout_s=budget_s,
+        )
+        tpot = run.summary["tpot_ms"]["p50"]
+        if (tpot is not None and tpot < 25.0) or time.monotonic() - t0 > budget_s:
+            break
+    return time.monotonic() - t0
 
 
 def fit(real: dict[str, Any]) -> dict[str, float] | None:
@@ -188,7 +235,8 @@ def main() -> int:
         )
         console.print(
             f"  {target}: {time.monotonic() - t0:.0f}s, load average before {results[target]['loadavg_before']}, "
-            f"engine CPU {results[target]['engine_cpu_cores']} cores"
+            f"CPU cores used: engine {results[target]['engine_cpu_cores']}, load generator "
+            f"{results[target]['loadgen_cpu_cores']}, other processes {results[target]['other_processes_cpu_cores']}"
         )
     stack.stop_all()
     data["results"] = results
@@ -231,7 +279,8 @@ def main() -> int:
     data["ratios"] = ratios
     fitted = fit(results["real"])
     data["fit"] = fitted
-    busy = results["real"]["loadavg_before"] > 1.0
+    others = results["real"]["other_processes_cpu_cores"]
+    busy = others > 0.25
     caption = (
         "ratio = sim / real; '!' = off by more than 25%. TPOT = (E2E - TTFT) / (tokens - 1), medians. "
         "prompt tok = mean prompt tokens per request as each engine reported them (real: SmolLM2's tokenizer; "
@@ -266,17 +315,19 @@ def main() -> int:
     )
     if busy:
         verdict += (
-            f" WARNING: load average {results['real']['loadavg_before']:.1f} on {os.cpu_count()} cores before the "
-            "real engine ran: the machine was busy, the real engine's numbers are not a clean measurement and "
-            "must not be used to change the profile."
+            f" WARNING: other processes used {others:.2f} of {os.cpu_count()} cores while the real engine ran: "
+            "its numbers are not a clean measurement and must not be used to change the profile."
         )
     console.print(verdict)
     data["verdict"] = verdict
     md = header("calibrate_sim: the cpu-smollm2 profile vs the real embedded engine", data)
     md += (
         f"Closed loop, {', '.join(map(str, users))} users, {window:g} s per step, {INPUT_WORDS}-word prompts, "
-        f"{OUTPUT_TOKENS} output tokens (ignore_eos), seed 0, bench straight at each engine (no gateway). "
-        f"Real: `inferline engine --parallel 8` (load average before: {results['real']['loadavg_before']}); "
+        f"{OUTPUT_TOKENS} output tokens (ignore_eos), bench straight at each engine (no gateway), "
+        "fresh prompts in each step (seed 100 + step index). "
+        f"Real: `inferline engine --parallel 8` (CPU cores during its sweep: engine "
+        f"{results['real']['engine_cpu_cores']}, load generator {results['real']['loadgen_cpu_cores']}, "
+        f"other processes {results['real']['other_processes_cpu_cores']}); "
         f"sim: `inferline sim --profile cpu-smollm2`.\n\n"
     )
     md += md_table(cols, table_rows) + "\n" + caption + "\n\n"
