@@ -44,7 +44,7 @@ def serve(
         int | None, typer.Option(help="Embedded engine: context tokens per slot (default 2048).", min=256)
     ] = None,
     threads: Annotated[
-        int | None, typer.Option(help="Embedded engine: CPU threads (default: all cores but one).", min=0)
+        int | None, typer.Option(help="Embedded engine: CPU threads (default: all cores).", min=0)
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug | info | warning | error.")] = None,
 ) -> None:
@@ -83,7 +83,7 @@ def engine(
     alias: Annotated[str, typer.Option(help="Model name the engine answers to.")] = "smollm2",
     parallel: Annotated[int, typer.Option(help="Parallel slots.", min=1, max=64)] = 8,
     ctx_per_slot: Annotated[int, typer.Option(help="Context tokens per slot.", min=256)] = 2048,
-    threads: Annotated[int, typer.Option(help="CPU threads; 0 = all cores but one.", min=0)] = 0,
+    threads: Annotated[int, typer.Option(help="CPU threads; 0 = all cores.", min=0)] = 0,
 ) -> None:
     """Run the embedded llama.cpp engine alone, as an HTTP engine (kind: llamacpp in a gateway config).
 

@@ -88,7 +88,10 @@ class EmbeddedEngineConfig(_Section):
         description="Context tokens per slot (prompt + output); the engine's KV cache is parallel x this.",
     )
     threads: int = Field(
-        0, ge=0, le=256, description="CPU threads for decoding and prompt processing; 0 = all cores but one."
+        0,
+        ge=0,
+        le=256,
+        description="CPU threads for decoding and prompt; 0 = all cores (set fewer when busy processes share them).",
     )
     port: int = Field(
         0,

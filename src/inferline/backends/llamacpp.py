@@ -80,10 +80,11 @@ def start_llamacpp_server(cfg: EmbeddedEngineConfig, alias: str, host: str = "12
     if not Path(model_path).is_file():
         raise RuntimeError(f"embedded.model_path {model_path} is not a file")
     port = cfg.port or _free_port(host)
-    # Default: every core but one. llama.cpp's decode threads spin and wait for each other at every step;
-    # sharing all cores with the gateway's event loop (and a load generator) made them collapse to
-    # 2-48 tok/s on 2 cores, against ~80 tok/s on one undisturbed thread (benchmarks/serving.py).
-    threads = cfg.threads or max(1, (os.cpu_count() or 2) - 1)
+    # Default: all cores — the fastest on a quiet machine (SmolLM2: ~110 tok/s, 190 at 8 streams on 2 cores).
+    # llama.cpp's threads spin and wait for each other at every step, so when other busy processes share
+    # the cores (a load generator on the same 2-core box) they collapse; set `threads` below the core
+    # count there (benchmarks/serving.py uses 1).
+    threads = cfg.threads or os.cpu_count() or 1
     p = xllamacpp.CommonParams()
     p.model.path = str(model_path)
     p.model_alias = {alias}
