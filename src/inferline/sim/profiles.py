@@ -101,6 +101,11 @@ H100_LLAMA8B = Profile(
 # seq = 4.72 ms: on a CPU the per-sequence cost dominates (compute-bound, unlike a GPU). llama.cpp splits
 # the context across slots, so the KV cache is 8 x 2048 tokens and never needs preemption at 8 slots;
 # it fills a batch with up to n_batch = 2048 prompt tokens per step.
+# Prefill recalibrated by benchmarks/calibrate_sim.py (2026-11-28, engine on both cores, other processes
+# 0.01 cores; results/calibrate_sim.md): TTFT p50 at one user 443 ms for 158-token prompts (446 ms in an
+# earlier run) with TPOT 9.99 ms, so (0.443 - 0.010) / 158 = 2.74 ms per prompt token = ~365 tok/s; the
+# old 300 tok/s made the simulated TTFT 28-42% too long. The same run confirmed decode within 12%
+# (fit: base 4.67 ms + 5.28 ms/seq, i.e. 101 tok/s at 1 stream, 171 at 8).
 _CPU_BASE_S = 1 / 110 - (8 / 190 - 1 / 110) / 7
 _CPU_SEQ_S = (8 / 190 - 1 / 110) / 7
 CPU_SMOLLM2 = Profile(
@@ -113,7 +118,7 @@ CPU_SMOLLM2 = Profile(
     step_base_s=_CPU_BASE_S,
     decode_seq_s=_CPU_SEQ_S,
     kv_token_s=0.0,
-    prefill_token_s=1 / 300,
+    prefill_token_s=1 / 365,
 )
 
 # Zero model time: every step is free, so tokens come as fast as the event loop can send them.
