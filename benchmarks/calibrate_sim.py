@@ -56,6 +56,7 @@ CONCURRENCY = (1, 2, 4, 8)
 INPUT_WORDS = 128
 OUTPUT_TOKENS = 64
 TOLERANCE = 0.25  # |ratio - 1| above this (ratio > 1.25 or < 0.8) is "off"
+BUSY_CORES = 0.25  # other processes using more CPU than this during a real step: not a clean measurement
 
 
 def machine_busy_s() -> float:
@@ -85,11 +86,14 @@ def sweep(
     url = f"http://127.0.0.1:{port}"
     stack.wait_http(p, url + "/health", 90)
     warm_s = warm_up(stack, url)
-    cpu0, t0, busy0, me0 = p.cpu_s(), time.monotonic(), machine_busy_s(), sum(os.times()[:2])
     # One bench run per step, each with its own seed: llama.cpp keeps finished prompts in a prompt cache
     # (per slot and in RAM), so a step that repeated the previous step's prompts would skip their prefill.
-    runs = [
-        load(
+    # CPU is measured per step: the engine's, this process's (the load generator), and everything else's.
+    steps = []
+    totals = {"wall": 0.0, "engine": 0.0, "me": 0.0, "others": 0.0}
+    for i, c in enumerate(users):
+        cpu0, t0, busy0, me0 = p.cpu_s(), time.monotonic(), machine_busy_s(), sum(os.times()[:2])
+        r = load(
             url,
             stack,
             concurrency=(c,),
@@ -101,19 +105,16 @@ def sweep(
             ignore_eos=True,
             seed=100 + i,
         )
-        for i, c in enumerate(users)
-    ]
-    wall = time.monotonic() - t0
-    cpu = (p.cpu_s() - cpu0) / wall
-    me = (sum(os.times()[:2]) - me0) / wall
-    others = max(0.0, (machine_busy_s() - busy0) / wall - cpu - me)
-    stack.stop(p)
-    steps = []
-    for r in runs:
+        wall = time.monotonic() - t0
+        eng = p.cpu_s() - cpu0
+        me = sum(os.times()[:2]) - me0
+        others = max(0.0, machine_busy_s() - busy0 - eng - me)
+        for k, v in (("wall", wall), ("engine", eng), ("me", me), ("others", others)):
+            totals[k] += v
         s = r.summary
         steps.append(
             {
-                "concurrency": r.concurrency,
+                "concurrency": c,
                 "completed": s["completed"],
                 "errors": s["errors"],
                 "ttft_ms": s["ttft_ms"],
@@ -122,16 +123,19 @@ def sweep(
                 "output_throughput_tps": s["output_throughput_tps"],
                 "prompt_tokens_mean": (s["input_tokens"] / s["completed"]) if s["completed"] else None,
                 "output_tokens_mean": (s["output_tokens"] / s["completed"]) if s["completed"] else None,
-                "generator_cpu_ratio": s.get("generator_cpu_ratio"),
+                "engine_cpu_cores": round(eng / wall, 2),
+                "other_processes_cpu_cores": round(others / wall, 2),
+                "clean": others / wall <= BUSY_CORES,
             }
         )
+    stack.stop(p)
     return {
         "target": target,
         "loadavg_before": la0,
         "warm_up_s": round(warm_s, 1),
-        "engine_cpu_cores": round(cpu, 2),
-        "loadgen_cpu_cores": round(me, 2),
-        "other_processes_cpu_cores": round(others, 2),
+        "engine_cpu_cores": round(totals["engine"] / totals["wall"], 2),
+        "loadgen_cpu_cores": round(totals["me"] / totals["wall"], 2),
+        "other_processes_cpu_cores": round(totals["others"] / totals["wall"], 2),
         "steps": steps,
     }
 
@@ -162,13 +166,16 @@ def warm_up(stack: Stack, url: str, budget_s: float = 40.0) -> float:
 def fit(real: dict[str, Any]) -> dict[str, float] | None:
     """Step model from the real engine: TPOT(n) = base + n * seq (least squares over the sweep), and
     prefill seconds per prompt token from TTFT at one user (TTFT = prefill + one decode step)."""
-    pts = [(st["concurrency"], st["tpot_ms"]["p50"]) for st in real["steps"] if st["tpot_ms"]["p50"] is not None]
+    clean = [st for st in real["steps"] if st["clean"]]
+    pts = [(st["concurrency"], st["tpot_ms"]["p50"]) for st in clean if st["tpot_ms"]["p50"] is not None]
     if len(pts) < 2:
         return None
     n = np.array([p[0] for p in pts], dtype=float)
     tpot = np.array([p[1] for p in pts], dtype=float) / 1000.0
     seq, base = np.polyfit(n, tpot, 1)
-    one = next((st for st in real["steps"] if st["concurrency"] == 1), None)
+    if seq <= 0 or base <= 0:
+        return None
+    one = next((st for st in clean if st["concurrency"] == 1), None)
     prefill = None
     if one and one["ttft_ms"]["p50"] is not None and one["prompt_tokens_mean"]:
         prefill = max(0.0, one["ttft_ms"]["p50"] / 1000.0 - (base + seq)) / one["prompt_tokens_mean"]
@@ -252,6 +259,7 @@ def main() -> int:
         "tok/s sim",
         "tok/s sim/real",
         "prompt tok real/sim",
+        "real engine / others CPU",
     ]
     table_rows = []
     ratios = []
@@ -259,7 +267,9 @@ def main() -> int:
         rt = ratio(sim_st["ttft_ms"]["p50"], real_st["ttft_ms"]["p50"])
         rp = ratio(sim_st["tpot_ms"]["p50"], real_st["tpot_ms"]["p50"])
         rx = ratio(sim_st["output_throughput_tps"], real_st["output_throughput_tps"])
-        ratios.append({"concurrency": real_st["concurrency"], "ttft": rt, "tpot": rp, "throughput": rx})
+        ratios.append(
+            {"concurrency": real_st["concurrency"], "ttft": rt, "tpot": rp, "throughput": rx, "clean": real_st["clean"]}
+        )
         pr, ps = real_st["prompt_tokens_mean"], sim_st["prompt_tokens_mean"]
         table_rows.append(
             [
@@ -274,17 +284,20 @@ def main() -> int:
                 sim_st["output_throughput_tps"],
                 flag(rx),
                 f"{pr:.0f}/{ps:.0f}" if pr and ps else "–",
+                f"{real_st['engine_cpu_cores']:.2f} / {real_st['other_processes_cpu_cores']:.2f}"
+                + ("" if real_st["clean"] else " busy"),
             ]
         )
     data["ratios"] = ratios
     fitted = fit(results["real"])
     data["fit"] = fitted
-    others = results["real"]["other_processes_cpu_cores"]
-    busy = others > 0.25
+    busy_steps = [st["concurrency"] for st in results["real"]["steps"] if not st["clean"]]
     caption = (
         "ratio = sim / real; '!' = off by more than 25%. TPOT = (E2E - TTFT) / (tokens - 1), medians. "
         "prompt tok = mean prompt tokens per request as each engine reported them (real: SmolLM2's tokenizer; "
-        "sim: its chars/4 estimate)."
+        "sim: its chars/4 estimate). Last column: CPU cores used during the real step by the engine and by "
+        f"other processes on the machine ('busy' above {BUSY_CORES}: the real numbers measure the neighbours "
+        "too; llama.cpp's threads wait for each other at every step, so a busy core slows both)."
     )
     console.print(rich_table("Simulator (cpu-smollm2) vs the real embedded engine", cols, table_rows, caption))
     p = CPU_SMOLLM2
@@ -303,20 +316,26 @@ def main() -> int:
         ]
         console.print(rich_table("Step model: profile vs fit to the real engine", ["", "profile", "fit"], prof_rows))
         lines.append(md_table(["", "profile", "fit to real"], prof_rows))
+    clean = [r for r in ratios if r["clean"]]
     off = [
         r
-        for r in ratios
-        if any(v is not None and abs(np.log(v)) > np.log(1 + TOLERANCE) for k, v in r.items() if k != "concurrency")
+        for r in clean
+        if any(
+            isinstance(v, float) and abs(np.log(v)) > np.log(1 + TOLERANCE)
+            for k, v in r.items()
+            if k in ("ttft", "tpot", "throughput")
+        )
     ]
-    verdict = (
-        f"{len(off)} of {len(ratios)} steps off by more than 25% in TTFT, TPOT or throughput."
-        if off
-        else "Every step within 25% in TTFT, TPOT and throughput."
-    )
-    if busy:
+    if not clean:
+        verdict = "No clean step: other processes were busy during every real step; nothing can be concluded."
+    elif off:
+        verdict = f"{len(off)} of {len(clean)} clean steps off by more than 25% in TTFT, TPOT or throughput."
+    else:
+        verdict = f"Every clean step ({len(clean)} of {len(ratios)}) within 25% in TTFT, TPOT and throughput."
+    if busy_steps:
         verdict += (
-            f" WARNING: other processes used {others:.2f} of {os.cpu_count()} cores while the real engine ran: "
-            "its numbers are not a clean measurement and must not be used to change the profile."
+            f" Steps with {', '.join(map(str, busy_steps))} users ran while other processes used more than "
+            f"{BUSY_CORES} cores: not a clean measurement of the engine, left out of the verdict and the fit."
         )
     console.print(verdict)
     data["verdict"] = verdict
@@ -332,7 +351,7 @@ def main() -> int:
     )
     md += md_table(cols, table_rows) + "\n" + caption + "\n\n"
     if lines:
-        md += "Step model (profile vs a fit to the real engine's TPOT by users and its TTFT at one user):\n\n"
+        md += "Step model (profile vs a fit to the real engine's clean steps: TPOT by users, TTFT at one user):\n\n"
         md += lines[0] + "\n"
     md += verdict + "\n"
     j, m = write_results("calibrate_sim", data, md)
