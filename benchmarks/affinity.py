@@ -37,6 +37,7 @@ from _gwbench import (
     gateway_config,
     git_commit,
     header,
+    hist,
     load,
     machine,
     main_guard,
@@ -112,6 +113,7 @@ def run_config(stack: Stack, c: dict[str, Any], rate: float, window_s: float) ->
     return {
         "config": c,
         "rate_rps": rate,
+        "gateway_queue_s": hist(g0, g1, "inferline_queue_time_seconds"),
         "summary": run.summary,
         "engines": per_engine,
         "affinity_decisions": decisions,
@@ -139,6 +141,13 @@ def hit_ceiling(n: int = 400) -> float:
     return hit / total
 
 
+def queue_ms(h: dict[str, float | None]) -> str:
+    mean, p90 = h.get("mean"), h.get("p90")
+    if mean is None or p90 is None:
+        return "–"
+    return f"{mean * 1000:.0f} / {p90 * 1000:.0f}"
+
+
 def rows(results: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
     cols = [
         "req/s offered",
@@ -148,6 +157,7 @@ def rows(results: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
         "TTFT p90 ms",
         "TTFT p99 ms",
         "E2E p50 ms",
+        "gw queue mean/p90 ms",
         "req/s",
         "out tok/s",
         "requests per engine",
@@ -173,6 +183,7 @@ def rows(results: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
                 s["ttft_ms"]["p90"],
                 s["ttft_ms"]["p99"],
                 s["e2e_ms"]["p50"],
+                queue_ms(r["gateway_queue_s"]),
                 s["request_throughput_rps"],
                 s["output_throughput_tps"],
                 " / ".join(str(n) for n in finished),
