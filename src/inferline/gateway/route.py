@@ -77,7 +77,8 @@ class Router:
             chosen = next(s for s in room if s.name == previous)
             result = "hit"
         else:
-            result = "overloaded" if previous in scores else "new"
+            # The prefix's engine exists but is too busy, or has no room at all right now: a diversion.
+            result = "overloaded"
         self._affinity[affinity] = chosen.name
         self._affinity.move_to_end(affinity)
         if len(self._affinity) > self._routing.affinity_entries:
