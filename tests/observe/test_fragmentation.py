@@ -89,3 +89,15 @@ def test_per_slot_engine_wastes_the_unused_context_of_busy_slots() -> None:
     reading = KvReading(None, cap, running=4, slot_tokens=2048)
     assert estimate_fragmentation(reading, seqs(300, 300, 300, 300)) == pytest.approx((4 * 2048 - 1200) / cap)
     assert estimate_fragmentation(KvReading(0.0, cap, running=0, slot_tokens=2048), []) == 0.0
+
+
+def test_a_cold_group_admitted_together_does_not_share_yet() -> None:
+    # Three prompts of one group, none has a first token: each computes its own copy of the prefix.
+    cold = [InFlightSequence(50, prefix_key="sys", prefix_tokens=40, started=False) for _ in range(3)]
+    reading = KvReading(192 / CAP, CAP, 16, running=3)
+    assert estimate_fragmentation(reading, cold) == pytest.approx((192 - 150) / CAP)
+    # Once one has started, the prefix is cached and the others hit it.
+    warm = [InFlightSequence(51, prefix_key="sys", prefix_tokens=40), *cold[1:]]
+    assert estimate_fragmentation(KvReading(128 / CAP, CAP, 16, running=3), warm) == pytest.approx(
+        (128 - (151 - 64)) / CAP
+    )

@@ -47,12 +47,15 @@ class InFlightSequence:
 
     `prefix_key`: sequences with the same key share their first `prefix_tokens` prompt tokens (same system
     prompt, same conversation so far). Give a key only when the engine caches prefixes (vLLM V1 does by
-    default), since otherwise each sequence stores its own copy.
+    default), since otherwise each sequence stores its own copy. Sharing starts once the prefix has been
+    computed: sequences admitted together into a cold cache each compute their own copy and give it back
+    only when their prefill completes. So a group shares only when one of its members has `started`.
     """
 
     tokens: int  # prompt tokens + tokens generated so far
     prefix_key: Hashable | None = None
     prefix_tokens: int = 0
+    started: bool = True  # its first token has arrived, so the engine has computed (and cached) its prompt
 
 
 def estimate_fragmentation(reading: KvReading, sequences: Sequence[InFlightSequence]) -> float | None:
@@ -105,11 +108,14 @@ def _live_tokens(holders: Sequence[InFlightSequence], block_size: int | None) ->
     """Tokens the holders store, a shared prefix once: a group of k stores k-1 fewer copies of its full blocks."""
     total = sum(max(0, s.tokens) for s in holders)
     groups: dict[Hashable, list[int]] = {}
+    warm: set[Hashable] = set()  # groups whose prefix is computed: a member has its first token
     for s in holders:
         if s.prefix_key is not None and s.prefix_tokens > 0:
             groups.setdefault(s.prefix_key, []).append(min(s.prefix_tokens, s.tokens))
-    for shared in groups.values():
-        if len(shared) < 2:
+            if s.started:
+                warm.add(s.prefix_key)
+    for key, shared in groups.items():
+        if len(shared) < 2 or key not in warm:
             continue
         common = min(shared)  # every member shares at least this much
         if block_size:
