@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -66,7 +66,12 @@ def rules(
     """Print the alert rules (TTFT, KV use, fragmentation, queue, backends, errors, 429s, limit store)."""
     from inferline.observe.rules import render_prometheus_rule, render_rules
 
-    kwargs = {"scale": scale, "interval_s": interval, "runbook_base": runbook_base, "gateway_job": gateway_job}
+    kwargs: dict[str, Any] = {
+        "scale": scale,
+        "interval_s": interval,
+        "runbook_base": runbook_base,
+        "gateway_job": gateway_job,
+    }
     if prometheus_rule:
         _emit(render_prometheus_rule(name=name, namespace=namespace, **kwargs), output)
     else:
