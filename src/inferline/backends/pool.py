@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from inferline.backends.base import Backend, EngineLoad
-from inferline.config import BackendConfig, BackendKind, InferlineConfig, RoutingConfig
-from inferline.metrics import GatewayMetrics
+from inferline.config import BackendConfig, BackendKind, ModelConfig, RoutingConfig
+from inferline.metrics import BackendMetrics, GatewayMetrics, ModelMetrics
 
 log = logging.getLogger("inferline.pool")
 
@@ -35,7 +35,13 @@ class BackendState:
     completed_since_poll: int = 0
     # prompt + expected output of our requests in flight on it: what they will hold in its KV cache at most
     reserved_kv_tokens: int = 0
+    # For KV accounting against the engine's own gauge (gateway/saturation.py): prompts dispatched since
+    # the last reading (not in the gauge yet), and the output our in-flight requests may still add.
+    prompt_tokens_since_poll: int = 0
+    output_budget_in_flight: int = 0  # sum of the output budgets of our requests in flight
+    generated_in_flight: int = 0  # tokens those requests have generated so far (counted by relay)
     last_error: str = ""
+    metrics: BackendMetrics | None = field(default=None, repr=False)  # this backend's series, resolved once
     # Every backend of the same model (this one included): ejection never leaves a model with none.
     siblings: list[BackendState] = field(default_factory=list, repr=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -85,7 +91,7 @@ class BackendState:
     def record_success(self) -> None:
         self.consecutive_failures = 0
 
-    def record_failure(self, error: str, routing: RoutingConfig, metrics: GatewayMetrics) -> None:
+    def record_failure(self, error: str, routing: RoutingConfig) -> None:
         self.consecutive_failures += 1
         self.last_error = error
         now = time.monotonic()
@@ -99,8 +105,9 @@ class BackendState:
                 )
                 return
             self.ejected_until = now + routing.eject_cooldown_s
-            metrics.ejections.labels(self.name).inc()
-            metrics.backend_healthy.labels(self.name).set(0)
+            if self.metrics is not None:
+                self.metrics.ejections.inc()
+                self.metrics.healthy.set(0)
             log.warning(
                 "backend %s ejected for %.0fs after %d consecutive failures (last: %s)",
                 self.name,
@@ -121,20 +128,23 @@ def build_backend(cfg: BackendConfig, model: str, routing: RoutingConfig) -> Bac
 
 
 class BackendPool:
-    """Owns every backend's state and the background loops that keep it current."""
+    """Owns every backend's state and the background loops that keep it current (the data layer)."""
 
-    def __init__(self, config: InferlineConfig, metrics: GatewayMetrics) -> None:
-        self._routing = config.routing
+    def __init__(self, models: list[ModelConfig], routing: RoutingConfig, metrics: GatewayMetrics) -> None:
+        self._routing = routing
         # Called after every health or load change, so queued requests are dispatched at once.
         self.on_change: Callable[[], None] = lambda: None
         self._metrics = metrics
+        self._model_metrics: dict[str, ModelMetrics] = {}
         self.by_model: dict[str, list[BackendState]] = {}
-        for m in config.models:
+        for m in models:
+            self._model_metrics[m.name] = metrics.for_model(m.name)
             self.by_model[m.name] = [
                 BackendState(
-                    backend=build_backend(b, m.name, config.routing),
+                    backend=build_backend(b, m.name, routing),
                     model=m.name,
-                    eject_after_failures=config.routing.eject_after_failures,
+                    eject_after_failures=routing.eject_after_failures,
+                    metrics=metrics.for_backend(m.name, b.name),
                 )
                 for b in m.backends
             ]
@@ -184,7 +194,7 @@ class BackendPool:
         s.healthy = ok
         if not ok:
             s.load = None  # a dead engine's last load must not linger as if current
-        self._metrics.backend_healthy.labels(s.name).set(1 if s.ready(time.monotonic()) else 0)
+        self._publish(s, time.monotonic())
         self.on_change()
 
     async def _load_loop(self, s: BackendState) -> None:
@@ -202,19 +212,23 @@ class BackendPool:
             if load is not None:
                 s.load = load
                 s.dispatched_since_poll = s.completed_since_poll = 0
-        now = time.monotonic()
-        fresh = s.fresh_load(now, self._routing.metrics_max_age_s)
-        m = self._metrics
-        m.backend_kv.labels(s.name).set(
-            fresh.kv_cache_usage_ratio if fresh and fresh.kv_cache_usage_ratio is not None else math.nan
-        )
-        m.backend_running.labels(s.name).set(fresh.running if fresh else math.nan)
-        m.backend_waiting.labels(s.name).set(fresh.waiting if fresh else math.nan)
-        m.backend_in_flight.labels(s.name).set(s.in_flight)
-        m.backend_load_age.labels(s.name).set(now - s.load.observed_at if s.load else math.nan)
-        m.backend_healthy.labels(s.name).set(1 if s.ready(now) else 0)
-        m.backend_circuit.labels(s.name).set(_CIRCUIT_VALUE[s.circuit(now)])
+                s.prompt_tokens_since_poll = 0
+        self._publish(s, time.monotonic())
         self.on_change()
+
+    def _publish(self, s: BackendState, now: float) -> None:
+        """The backend's gauges and its model's ready count, from the state just updated."""
+        m = s.metrics
+        if m is not None:
+            fresh = s.fresh_load(now, self._routing.metrics_max_age_s)
+            m.kv.set(fresh.kv_cache_usage_ratio if fresh and fresh.kv_cache_usage_ratio is not None else math.nan)
+            m.running.set(fresh.running if fresh else math.nan)
+            m.waiting.set(fresh.waiting if fresh else math.nan)
+            m.in_flight.set(s.in_flight)
+            m.load_age.set(now - s.load.observed_at if s.load else math.nan)
+            m.healthy.set(1 if s.ready(now) else 0)
+            m.circuit.set(_CIRCUIT_VALUE[s.circuit(now)])
+        self._model_metrics[s.model].ready_backends.set(sum(1 for x in s.siblings if x.ready(now)))
 
     def snapshot(self) -> list[dict[str, object]]:
         now = time.monotonic()
