@@ -86,9 +86,9 @@ CASES: dict[str, Case] = {
         "90%",
         _gauge("inferline_backend_kv_cache_usage_ratio", MB, "0.9x60"),
         _gauge("inferline_backend_kv_cache_usage_ratio", MB, "0.5x60"),
-        _gauge("inferline_backend_kv_cache_usage_ratio", MB, "0.5x20 0.95x10 0.5x30"),
+        _gauge("inferline_backend_kv_cache_usage_ratio", MB, "0.5x20 0.95x7 0.5x33"),
         "20m",
-        "10m",
+        "8m",
     ),
     "InferlineKVCacheFragmentationHigh": Case(
         MB,

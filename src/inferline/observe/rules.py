@@ -85,12 +85,12 @@ ALERTS: tuple[Alert, ...] = (
     ),
     Alert(
         "InferlineKVCacheUsageHigh",
-        f"inferline_backend_kv_cache_usage_ratio > {KV_USAGE_ALERT_RATIO}",
-        900,
+        f"avg_over_time(inferline_backend_kv_cache_usage_ratio[{_w(300)}]) > {KV_USAGE_ALERT_RATIO}",
+        600,
         "warning",
         "KV cache of {{ $labels.backend }} ({{ $labels.model }}) is {{ $value | humanizePercentage }} full",
-        "The engine's KV-cache use has stayed above 85% (the admission threshold) for 15 minutes: "
-        "requests wait for room and preemptions are likely.",
+        "The engine's KV-cache use, averaged over 5 minutes, has stayed above 85% (the admission threshold) "
+        "for 10 minutes: requests wait for room and preemptions are likely.",
     ),
     Alert(
         "InferlineKVCacheFragmentationHigh",
