@@ -166,8 +166,13 @@ def sim_args(sc: Scenario, seed: int = 0) -> list[str]:
     return [*args, "--seed", str(seed), *(["--prefix-caching"] if sc.prefix_caching else [])]
 
 
-async def run_scenario(sc: Scenario, seconds: float, seed: int = 0, url: str | None = None) -> list[Sample]:
+async def run_scenario(
+    sc: Scenario, seconds: float, seed: int = 0, url: str | None = None, min_samples: int = 0
+) -> list[Sample]:
     """Run SC for SECONDS of load; one Sample per scrape while the engine holds KV.
+
+    MIN_SAMPLES: keep going past SECONDS (up to 20 x SECONDS) until that many samples are in (a busy
+    machine drives the engine slower, and short requests leave the cache empty between scrapes).
 
     URL: an engine started with sim_args(SC) in another process (the gateway's situation: its view and the
     engine's reading are taken on different clocks); None runs the engine in this process and loop.
@@ -180,7 +185,7 @@ async def run_scenario(sc: Scenario, seconds: float, seed: int = 0, url: str | N
             prefix_caching=sc.prefix_caching,
             seed=seed,
         ) as fleet:
-            return await run_scenario(sc, seconds, seed, fleet.urls[0])
+            return await run_scenario(sc, seconds, seed, fleet.urls[0], min_samples)
     samples: list[Sample] = []
     async with aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=120), connector=aiohttp.TCPConnector(limit=0)
@@ -192,8 +197,10 @@ async def run_scenario(sc: Scenario, seconds: float, seed: int = 0, url: str | N
             asyncio.create_task(_client(http, url, sc, prefixes, view, random.Random(rng.random()), stop))
             for _ in range(sc.concurrency)
         ]
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
+        start = time.monotonic()
+        while (elapsed := time.monotonic() - start) < seconds or (
+            len(samples) < min_samples and elapsed < 20 * seconds
+        ):
             await asyncio.sleep(SAMPLE_S)
             async with http.get(url + "/metrics") as resp:
                 m = _parse(await resp.text())
