@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _gwbench import (
+from _harness import (
     Stack,
     console,
     counter,
@@ -61,6 +61,7 @@ WORKLOAD: dict[str, Any] = {
     "output": {"mean": 64},
     "seed": 0,
 }
+GW_ROUTING = {"load_interval_s": 0.1}  # the gateway reads the engines' load often: routing follows it closely
 CONFIGS: list[dict[str, Any]] = [
     {"name": "round_robin", "routing": {"balancer": "round_robin", "prefix_affinity": False}},
     {"name": "least_loaded", "routing": {"balancer": "least_loaded", "prefix_affinity": False}},
@@ -80,7 +81,7 @@ def run_config(stack: Stack, c: dict[str, Any], rate: float, window_s: float) ->
         str(ENGINE_SEQS),
     )
     backends = [{"name": f"e{i}", "kind": "vllm", "url": u, "max_num_seqs": ENGINE_SEQS} for i, u in enumerate(urls)]
-    gw = stack.gateway("gateway", gateway_config(backends, routing=c["routing"]))
+    gw = stack.gateway("gateway", gateway_config(backends, routing={**GW_ROUTING, **c["routing"]}, log_level="warning"))
     g0 = scrape(gw.url)
     e0 = [scrape(u) for u in urls]
     cpu0 = {p.name: p.cpu_s() for p in stack.procs}
@@ -257,7 +258,7 @@ def main() -> int:
         "Every config starts with cold caches.\n\n"
     )
     md += md_table(cols, table_rows) + "\n" + caption + "\n"
-    j, m = write_results("affinity", data, md)
+    j, m = write_results("affinity", data, md, quick=args.quick)
     console.print(f"wrote {j} and {m}")
     return 0
 
