@@ -64,9 +64,15 @@ def test_engine_accounting_counts_a_shared_prefix_once_as_the_engine_holds_it() 
     assert not has_room(s, now, 2.0, new, KVAccounting.FULL), "full: 7,200 + 1,800 > 8,500"
     # engine: 4,000 in use + 0 sent since the reading + 500 output still to come + 1,800 = 6,300 <= 8,500
     assert has_room(s, now, 2.0, new, KVAccounting.ENGINE)
-    # what we sent since the engine's last reading is not in its gauge yet: it counts in full
-    s.prompt_tokens_since_poll = 2_500
+    # a request of ours still queued in the engine holds no blocks yet: the gauge cannot show its prompt
+    s.unstarted_prompt_tokens = 2_500
     assert not has_room(s, now, 2.0, new, KVAccounting.ENGINE), "4,000 + 2,500 + 500 + 1,800 > 8,500"
+    # once it starts, the next reading shows it; until then it still counts
+    s.note_started(2_500)
+    assert not has_room(s, now, 2.0, new, KVAccounting.ENGINE)
+    s.started_prompt_tokens_since_poll = 0  # the load poll's reset, with a reading that includes it
+    s.load = EngineLoad(5, 0, 0.65, time.monotonic())
+    assert has_room(s, now, 2.0, new - 600, KVAccounting.ENGINE), "6,500 + 500 + 1,200 <= 8,500"
 
 
 def test_engine_accounting_keeps_room_for_the_output_still_to_come() -> None:
