@@ -164,7 +164,12 @@ class CanaryRollbackConfig(_Section):
         0.05, ge=0, le=1, description="Roll back when candidate error ratio > baseline's + this (engine errors)."
     )
     max_ttft_ratio: float = Field(
-        1.5, gt=1, description="Roll back when the candidate's median TTFT > this x the baseline's."
+        1.5, gt=1, description="Roll back when the candidate's median TTFT > this x the baseline's..."
+    )
+    ttft_tolerance_s: float = Field(
+        0.05,
+        ge=0,
+        description="...and more than this many seconds above it (a few ms of noise on a fast engine is no verdict).",
     )
     min_tokens_per_s_ratio: float = Field(
         0.67, gt=0, lt=1, description="Roll back when the candidate's median tokens/s < this x the baseline's."

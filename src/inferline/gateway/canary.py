@@ -105,7 +105,7 @@ class Canary:
         if ce > be + rb.max_error_ratio_increase:
             return f"error ratio {ce:.1%} vs {be:.1%} (allowed +{rb.max_error_ratio_increase:.0%})"
         bt, ct = base["ttft_p50_s"], cand["ttft_p50_s"]
-        if bt and ct and ct > rb.max_ttft_ratio * bt:
+        if bt and ct and ct > rb.max_ttft_ratio * bt and ct - bt > rb.ttft_tolerance_s:
             return f"median TTFT {ct * 1000:.0f} ms vs {bt * 1000:.0f} ms (allowed x{rb.max_ttft_ratio:g})"
         br, cr = base["tokens_per_s_p50"], cand["tokens_per_s_p50"]
         if br and cr is not None and cr < rb.min_tokens_per_s_ratio * br:
