@@ -11,7 +11,7 @@ import os
 from contextvars import ContextVar
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -26,6 +26,8 @@ __all__ = [
     "BackendConfig",
     "BackendKind",
     "Balancer",
+    "CanaryConfig",
+    "CanaryRollbackConfig",
     "ConfigError",
     "EmbeddedEngineConfig",
     "InferlineConfig",
@@ -150,6 +152,45 @@ class BackendConfig(_Section):
         return self.api_key.get_secret_value() if self.api_key else None
 
 
+class CanaryRollbackConfig(_Section):
+    """When the candidate is worse than the baseline beyond these margins, its share drops to 0."""
+
+    enabled: bool = Field(True, description="Roll back automatically (False: only report the comparison).")
+    window_s: float = Field(300.0, gt=0, description="Compare the variants over their last this-many seconds.")
+    min_requests: int = Field(
+        50, ge=1, description="Each variant needs this many requests in the window before a verdict (noise)."
+    )
+    max_error_ratio_increase: float = Field(
+        0.05, ge=0, le=1, description="Roll back when candidate error ratio > baseline's + this (engine errors)."
+    )
+    max_ttft_ratio: float = Field(
+        1.5, gt=1, description="Roll back when the candidate's median TTFT > this x the baseline's..."
+    )
+    ttft_tolerance_s: float = Field(
+        0.05,
+        ge=0,
+        description="...and more than this many seconds above it (a few ms of noise on a fast engine is no verdict).",
+    )
+    min_tokens_per_s_ratio: float = Field(
+        0.67, gt=0, lt=1, description="Roll back when the candidate's median tokens/s < this x the baseline's."
+    )
+
+
+class CanaryConfig(_Section):
+    """A candidate variant (another configured model, e.g. a quantized one) taking a share of this model's traffic."""
+
+    model: str = Field(..., min_length=1, description="The candidate: a configured model with its own backends.")
+    weight: float = Field(..., ge=0, le=1, description="Share of this model's requests the candidate serves.")
+    sticky: Literal["session", "api_key", "none"] = Field(
+        "session",
+        description="Who sticks to one variant: session = the x-inferline-session header, else the API key, else "
+        "none; api_key = the key; none = every request drawn anew. Sticky users see one model's behaviour.",
+    )
+    rollback: CanaryRollbackConfig = Field(
+        default_factory=CanaryRollbackConfig, description="Automatic rollback when the candidate is worse."
+    )
+
+
 class ModelConfig(_Section):
     name: str = Field(..., min_length=1, max_length=128, description="Model name clients send as `model`.")
     backends: list[BackendConfig] = Field(..., min_length=1, description="Engines that serve this model.")
@@ -162,6 +203,11 @@ class ModelConfig(_Section):
         ge=16,
         description="Context length (prompt + output). Default: the embedded engine's ctx_per_slot, "
         "else the engine's max_model_len, else unchecked at the gateway.",
+    )
+    canary: CanaryConfig | None = Field(
+        None,
+        description="Send a share of this model's traffic to a candidate model, compare them live, roll back "
+        "when it is worse (docs/canary.md).",
     )
 
 
@@ -341,6 +387,11 @@ class InferlineConfig(BaseSettings):
                     f"admission.priority_classes ({', '.join(sorted(self.admission.priority_classes))})"
                 )
         for m in self.models:
+            if m.canary is not None:
+                if m.canary.model not in names:
+                    raise ValueError(f"model {m.name!r}: canary model {m.canary.model!r} is not a configured model")
+                if m.canary.model == m.name:
+                    raise ValueError(f"model {m.name!r} cannot be its own canary")
             for fb in m.fallback:
                 if fb not in names:
                     raise ValueError(f"model {m.name!r}: fallback {fb!r} is not a configured model")

@@ -155,6 +155,24 @@ class GatewayMetrics:
             ["result"],
             registry=r,
         )
+        self.canary_weight = Gauge(
+            "inferline_canary_weight",
+            "Share of the model's requests its canary candidate serves now (0 after a rollback).",
+            ["model", "candidate"],
+            registry=r,
+        )
+        self.canary_rolled_back = Gauge(
+            "inferline_canary_rolled_back",
+            "1 once the candidate was rolled back for being worse than the baseline.",
+            ["model", "candidate"],
+            registry=r,
+        )
+        self.canary_attempts = Counter(
+            "inferline_canary_attempts",
+            "Engine attempts of a canaried model's requests, by variant (baseline, candidate) and result.",
+            ["model", "variant", "result"],
+            registry=r,
+        )
         self.cache_requests = Counter(
             "inferline_cache_requests",
             "Response-cache lookups: hit, miss, fallback (served as the last step of the fallback chain).",

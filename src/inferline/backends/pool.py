@@ -35,9 +35,11 @@ class BackendState:
     completed_since_poll: int = 0
     # prompt + expected output of our requests in flight on it: what they will hold in its KV cache at most
     reserved_kv_tokens: int = 0
-    # For KV accounting against the engine's own gauge (gateway/saturation.py): prompts dispatched since
-    # the last reading (not in the gauge yet), and the output our in-flight requests may still add.
-    prompt_tokens_since_poll: int = 0
+    # For KV accounting against the engine's own gauge (gateway/saturation.py): the prompts the gauge does
+    # not show yet — requests with no token so far (queued or in prefill in the engine), and requests that
+    # started after the last reading — and the output our in-flight requests may still add.
+    unstarted_prompt_tokens: int = 0
+    started_prompt_tokens_since_poll: int = 0
     output_budget_in_flight: int = 0  # sum of the output budgets of our requests in flight
     generated_in_flight: int = 0  # tokens those requests have generated so far (counted by relay)
     last_error: str = ""
@@ -87,6 +89,11 @@ class BackendState:
         queue = (max(0, load.running + since_poll) + 2 * load.waiting) / seqs
         kv = load.kv_cache_usage_ratio or 0.0
         return max(kv + queue, local)
+
+    def note_started(self, prompt_tokens: int) -> None:
+        """A request's first token arrived: its prompt is in the engine's KV (the next reading shows it)."""
+        self.unstarted_prompt_tokens -= prompt_tokens
+        self.started_prompt_tokens_since_poll += prompt_tokens
 
     def record_success(self) -> None:
         self.consecutive_failures = 0
@@ -212,7 +219,7 @@ class BackendPool:
             if load is not None:
                 s.load = load
                 s.dispatched_since_poll = s.completed_since_poll = 0
-                s.prompt_tokens_since_poll = 0
+                s.started_prompt_tokens_since_poll = 0
         self._publish(s, time.monotonic())
         self.on_change()
 

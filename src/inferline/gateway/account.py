@@ -73,6 +73,8 @@ class Accountant:
                 "ttft_ms": round((d.first_token_ns - ending.started_ns) / 1e6, 1) if d.first_token_ns else None,
                 "duration_ms": round((ending.ended_ns - ending.started_ns) / 1e6, 1),
             }
+            if ending.variant is not None:
+                record["variant"] = ending.variant
             if ending.error is not None:
                 record["error"] = ending.error.message
             log.info("%s", orjson.dumps(record).decode())

@@ -22,6 +22,7 @@ from .account import Accountant
 from .admit import Admitter
 from .authenticate import Authenticator
 from .cached import CachedAnswers
+from .canary import Canaries
 from .estimates import OutputEstimates
 from .ops import Ops
 from .pipeline import Pipeline
@@ -65,6 +66,7 @@ class Gateway:
         )
         self.pool.on_change = self.queues.dispatch_all
         self.supervisor = Supervisor(config.server)
+        self.canaries = Canaries(models, metrics)
         self.cached = CachedAnswers(create_response_cache(config.cache), config.cache, metrics)
         self.pipeline = Pipeline(
             max_body_bytes=config.server.max_body_bytes,
@@ -73,7 +75,7 @@ class Gateway:
             authenticator=Authenticator(self.limiter, admission),
             cached=self.cached,
             admitter=Admitter(self.limiter, estimates),
-            router=Router({m.name: [m.name, *m.fallback] for m in models}, self.queues, routing),
+            router=Router({m.name: [m.name, *m.fallback] for m in models}, self.queues, routing, self.canaries),
             queues=self.queues,
             upstream=Upstream({m.name: m.context_tokens for m in models}),
             relay=Relay(routing.first_token_timeout_s),
@@ -81,7 +83,7 @@ class Gateway:
             supervisor=self.supervisor,
             in_flight={m: mm.in_flight for m, mm in model_metrics.items()},
         )
-        ops = Ops(models, self.pool, self.queues, estimates, self.supervisor, metrics)
+        ops = Ops(models, self.pool, self.queues, estimates, self.supervisor, metrics, self.canaries)
         get, post = frozenset({"GET"}), frozenset({"POST"})
         self._routes: dict[str, _Route] = {
             "/v1/chat/completions": _Route(post, self._chat),
@@ -93,6 +95,7 @@ class Gateway:
             "/metrics": _Route(get, ops.metrics),
             "/backends": _Route(get, ops.backends),
             "/queues": _Route(get, ops.queues),
+            "/canaries": _Route(get, ops.canaries),
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -104,7 +107,7 @@ class Gateway:
             if route is None:
                 exc: GatewayError = NotFound(
                     f"no route {scope['method']} {scope['path']}; inferline serves POST /v1/chat/completions, "
-                    "POST /v1/completions, GET /v1/models, /health, /ready, /metrics, /backends, /queues"
+                    "POST /v1/completions, GET /v1/models, /health, /ready, /metrics, /backends, /queues, /canaries"
                 )
                 await _send_error(send, exc, [])
             elif scope["method"] not in route.methods:

@@ -13,6 +13,7 @@ from inferline.errors import ModelNotFound, error_body, error_headers
 from inferline.metrics import GatewayMetrics
 from inferline.types import Receive, Scope, Send
 
+from .canary import Canaries
 from .estimates import OutputEstimates
 from .queue import Queues
 from .supervisor import Supervisor
@@ -27,6 +28,7 @@ class Ops:
         estimates: OutputEstimates,
         supervisor: Supervisor,
         metrics: GatewayMetrics,
+        canaries: Canaries,
     ) -> None:
         self._models = models
         self._pool = pool
@@ -34,6 +36,7 @@ class Ops:
         self._estimates = estimates
         self._supervisor = supervisor
         self._metrics = metrics
+        self._canaries = canaries
 
     async def health(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_json(send, 200, {"status": "ok"})
@@ -52,7 +55,11 @@ class Ops:
         await send({"type": "http.response.body", "body": body})
 
     async def backends(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_json(send, 200, {"backends": self._pool.snapshot()})
+        await send_json(send, 200, {"backends": self._pool.snapshot(), "canaries": self._canaries.snapshot()})
+
+    async def canaries(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Each canary's split and its live comparison (the same as /backends' `canaries`)."""
+        await send_json(send, 200, {"canaries": self._canaries.snapshot()})
 
     async def queues(self, scope: Scope, receive: Receive, send: Send) -> None:
         waiting = [

@@ -27,7 +27,7 @@ from .cached import CachedAnswers
 from .parse import ClientGone, parse
 from .queue import Queues
 from .relay import Relay, replay, send_error
-from .route import Router
+from .route import Decision, Router
 from .supervisor import Supervisor, Watch
 from .upstream import Retryable, Upstream
 from .values import Delivery, Ending, ParsedRequest, Principal, Target
@@ -81,6 +81,7 @@ class Pipeline:
         principal: Principal | None = None
         reservation: Reservation | None = None
         watch: Watch | None = None
+        variant: str | None = None
         outcome, error = Outcome.OK, None
         try:
             self.supervisor.refuse_if_draining()
@@ -98,8 +99,8 @@ class Pipeline:
             headers += reservation.headers()
             async with asyncio.timeout(self._request_timeout_s):
                 try:
-                    model = self.route.resolve(parsed.model)  # fallback: first model with a ready engine
-                    target = await self.queue.acquire(model, parsed, principal)  # 429 full / timeout, 503
+                    decision = self.route.resolve(parsed.model, _header(scope, b"x-inferline-session"), principal.name)
+                    target = await self.queue.acquire(decision.model, parsed, principal)  # 429 full/timeout, 503
                 except BackendUnavailable:
                     # The fallback chain's last step: an identical answer served before, if there is one.
                     if (fallback := await self.cached.fallback(cache_key, parsed)) is None:
@@ -108,7 +109,10 @@ class Pipeline:
                     await replay(parsed, fallback, delivery, send, [(b"x-inferline-cache", b"fallback"), *headers])
                     outcome = Outcome.CACHE_FALLBACK
                     return
-                await self._serve(parsed, target, delivery, send, headers)
+                if decision.variant is not None:
+                    headers.append((b"x-inferline-variant", decision.variant.encode()))
+                variant = decision.variant
+                await self._serve(parsed, decision, target, delivery, send, headers)
             await self.cached.store(cache_key, delivery)
         except GatewayError as exc:
             outcome, error = exc.outcome, exc
@@ -155,11 +159,18 @@ class Pipeline:
                     reservation,
                     delivery,
                     error,
+                    variant,
                 )
             )
 
     async def _serve(
-        self, parsed: ParsedRequest, target: Target, delivery: Delivery, send: Send, headers: list[tuple[bytes, bytes]]
+        self,
+        parsed: ParsedRequest,
+        decision: Decision,
+        target: Target,
+        delivery: Delivery,
+        send: Send,
+        headers: list[tuple[bytes, bytes]],
     ) -> None:
         """upstream -> relay on the granted engine; before the first token, failures move to route's next
         target. Every slot is released exactly once."""
@@ -170,21 +181,19 @@ class Pipeline:
             try:
                 resp = await self.upstream.open(parsed, target, delivery)  # 400 / Retryable
                 await self.relay.relay(parsed, resp, target, delivery, send, headers)  # Retryable / error event
-                target.state.record_success()
+                self.route.succeeded(decision, target, delivery)
                 return
             except Retryable as exc:
                 last = exc.error
                 if exc.count_failure:
-                    self.route.failed(target, last.message)
+                    self.route.failed(decision, target, last.message)
             except GatewayError as exc:
                 if exc.outcome is Outcome.STREAM_INTERRUPTED:
-                    self.route.failed(target, exc.message)
+                    self.route.failed(decision, target, exc.message)
                 raise
             finally:
                 self.queue.release(target, delivery.content_chunks - generated_before)
-            retry = (
-                self.route.retry(parsed.model, target, tried) if delivery.attempts < self.route.max_attempts else None
-            )
+            retry = self.route.retry(decision, target, tried) if delivery.attempts < self.route.max_attempts else None
             if retry is None:
                 if delivery.attempts > 1:
                     last.message += f" (tried {delivery.attempts} backends)"
@@ -198,3 +207,11 @@ class Pipeline:
             await send_error(delivery, send, exc, headers)
         except Exception:  # the client may be gone: nothing left to tell it
             delivery.complete = True
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            text: str = value.decode("latin-1")
+            return text
+    return None

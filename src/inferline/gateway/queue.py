@@ -141,13 +141,16 @@ class ModelQueue:
     def _take(self, state: BackendState, prompt_tokens: int, output_tokens: int) -> None:
         state.in_flight += 1
         state.reserved_kv_tokens += prompt_tokens + output_tokens
-        state.prompt_tokens_since_poll += prompt_tokens
+        state.unstarted_prompt_tokens += prompt_tokens
         state.output_budget_in_flight += output_tokens
         state.dispatched_since_poll += 1
         self._dispatched += 1
 
     def release(self, state: BackendState, prompt_tokens: int = 0, output_tokens: int = 0, generated: int = 0) -> None:
-        """Give back a slot taken by acquire or try_other; `generated`: what relay counted on it."""
+        """Give back a slot taken by acquire or try_other; `generated`: the tokens relay counted on it (a
+        request with none never started, so its prompt still counts as unstarted)."""
+        if generated == 0:
+            state.unstarted_prompt_tokens -= prompt_tokens
         state.in_flight -= 1
         state.reserved_kv_tokens -= prompt_tokens + output_tokens
         state.output_budget_in_flight -= output_tokens

@@ -127,6 +127,7 @@ class Relay:
         delivery.first_token_ns = delivery.last_token_ns = now
         delivery.content_chunks = 1
         state.generated_in_flight += 1
+        state.note_started(target.prompt_tokens)
         if m is not None:
             m.ttft.observe((now - delivery.arrival_ns) / 1e9)
         start: Message = {

@@ -8,7 +8,8 @@ since, and never fewer than we have in flight on it, so a burst cannot overrun a
 
 KV accounting (`admission.kv_accounting`):
   engine  reported use x capacity (a shared prefix counted once, as the engine holds it)
-          + prompts we dispatched since that reading (not in it yet)
+          + prompts the reading cannot show: our requests with no token yet (queued or in prefill in the
+            engine: vLLM allocates their blocks only when it schedules them), and those that started since
           + the output our in-flight requests may still generate (budget - generated so far)
           + this request's prompt + output
   full    every in-flight request of ours at its full prompt + output, plus this one (ignores sharing:
@@ -47,7 +48,8 @@ def has_room(
     if capacity and state.in_flight:
         if accounting is KVAccounting.ENGINE and kv_ratio is not None:
             pending_output = max(0, state.output_budget_in_flight - state.generated_in_flight)
-            need = kv_ratio * capacity + state.prompt_tokens_since_poll + pending_output + kv_tokens
+            unseen_prompts = state.unstarted_prompt_tokens + state.started_prompt_tokens_since_poll
+            need = kv_ratio * capacity + unseen_prompts + pending_output + kv_tokens
         else:
             need = state.reserved_kv_tokens + kv_tokens
         if need > backend.kv_admit_ratio * capacity:

@@ -115,3 +115,4 @@ class Ending:
     reservation: Reservation | None
     delivery: Delivery
     error: GatewayError | None
+    variant: str | None = None  # the canary variant that served it ("baseline" / "candidate"), if any
