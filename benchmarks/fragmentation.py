@@ -291,10 +291,12 @@ def sim_process(args: list[str]) -> Iterator[str]:
 
 
 def main() -> None:
-    from _gwbench import git_commit, machine, md_table, now_iso, write_results
+    from _harness import git_commit, machine, md_table, now_iso, write_results
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="3 s per scenario instead of 15 (results not written)")
+    ap.add_argument(
+        "--quick", action="store_true", help="3 s per scenario instead of 15 (writes results/fragmentation.quick.*)"
+    )
     ap.add_argument("--seconds", type=float, default=None, help="seconds of load per scenario")
     ap.add_argument(
         "--in-process",
@@ -324,8 +326,7 @@ def main() -> None:
         f"{info['date']}, commit {info['commit']}, {seconds:g} s per scenario, load average at start "
         f"{info['machine']['loadavg_at_start']}.\n\n{table}\n"
     )
-    if not args.quick:
-        write_results("fragmentation", info, md)
+    write_results("fragmentation", info, md, quick=args.quick)
 
 
 if __name__ == "__main__":
