@@ -13,7 +13,7 @@
     │   └── QueueTimeout              429 no engine had room before the queue deadline
     ├── UpstreamError                 502 upstream_error (an engine answered badly; names the backend)
     ├── BackendUnavailable            503 service_unavailable (+ Retry-After; no backend could take it)
-    │   ├── LimitStoreDown            503 the shared limit store is down and on_store_error is fail_closed
+    │   ├── StoreUnavailable          503 store_unavailable: the limit store is down and on_store_error is fail_closed
     │   └── ShuttingDown              503 (the gateway is draining)
     ├── UpstreamTimeout               504 timeout (names the backend)
     └── StreamInterrupted             -   only mid-stream: the engine failed after the first token
@@ -40,7 +40,7 @@ __all__ = [
     "ContextLengthExceeded",
     "GatewayError",
     "InvalidRequest",
-    "LimitStoreDown",
+    "StoreUnavailable",
     "MethodNotAllowed",
     "ModelNotFound",
     "NotFound",
@@ -73,7 +73,7 @@ class Outcome(StrEnum):
     QUEUE_TIMEOUT = "queue_timeout"
     CACHE_FALLBACK = "cache_fallback"
     NO_BACKEND = "no_backend"
-    LIMIT_STORE_UNAVAILABLE = "limit_store_unavailable"
+    STORE_UNAVAILABLE = "store_unavailable"
     UPSTREAM_ERROR = "upstream_error"
     UPSTREAM_TIMEOUT = "upstream_timeout"
     STREAM_INTERRUPTED = "stream_interrupted"
@@ -175,8 +175,8 @@ class BackendUnavailable(GatewayError):
     status, error_type, default_code, default_outcome = 503, "service_unavailable", "no_backend", Outcome.NO_BACKEND
 
 
-class LimitStoreDown(BackendUnavailable):
-    default_code, default_outcome = "limit_store_unavailable", Outcome.LIMIT_STORE_UNAVAILABLE
+class StoreUnavailable(BackendUnavailable):
+    default_code, default_outcome = "store_unavailable", Outcome.STORE_UNAVAILABLE
 
 
 class ShuttingDown(BackendUnavailable):

@@ -19,6 +19,6 @@ class Admitter:
         self._estimates = estimates
 
     async def admit(self, principal: Principal, parsed: ParsedRequest) -> Reservation:
-        """Raises LimitDenied (429, reason = outcome), RequestTooLarge (400), or LimitStoreDown (503)."""
+        """Raises LimitDenied (429, reason = outcome), RequestTooLarge (400), or StoreUnavailable (503)."""
         output = self._estimates.output_budget(parsed.model, parsed.max_tokens)
         return await self._limiter.admit(principal.key, parsed.prompt_tokens_estimate + output)
