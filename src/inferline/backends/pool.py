@@ -9,14 +9,22 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from inferline.backends.base import Backend, EngineLoad
 from inferline.config import BackendConfig, BackendKind, ModelConfig, RoutingConfig
 from inferline.metrics import BackendMetrics, GatewayMetrics, ModelMetrics
+from inferline.observe.fragmentation import InFlightSequence, KvReading, estimate_fragmentation
 
 log = logging.getLogger("inferline.pool")
 
 _CIRCUIT_VALUE = {"closed": 0, "half_open": 1, "open": 2}
+
+
+class InFlight(Protocol):
+    """One of this gateway's requests on an engine, as the fragmentation estimate sees it."""
+
+    def sequence(self, prefix_caching: bool) -> InFlightSequence: ...
 
 
 @dataclass(slots=True)
@@ -44,6 +52,8 @@ class BackendState:
     generated_in_flight: int = 0  # tokens those requests have generated so far (counted by relay)
     last_error: str = ""
     metrics: BackendMetrics | None = field(default=None, repr=False)  # this backend's series, resolved once
+    # Our requests on it, oldest first (the pipeline tracks each attempt): the fragmentation estimate's input.
+    in_flight_requests: dict[int, InFlight] = field(default_factory=dict, repr=False)
     # Every backend of the same model (this one included): ejection never leaves a model with none.
     siblings: list[BackendState] = field(default_factory=list, repr=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -122,6 +132,21 @@ class BackendState:
                 self.consecutive_failures,
                 error,
             )
+
+
+def fragmentation(s: BackendState, load: EngineLoad) -> float | None:
+    """The engine's KV-cache fragmentation (docs/observability.md) from its reading and our requests on it."""
+    b = s.backend
+    per_slot = b.kind in (BackendKind.EMBEDDED, BackendKind.LLAMACPP)  # llama.cpp: one context per slot
+    reading = KvReading(
+        usage_ratio=load.kv_cache_usage_ratio,
+        capacity_tokens=b.kv_capacity_tokens,
+        block_size=b.kv_block_size,
+        running=load.running,
+        slot_tokens=b.context_tokens if per_slot else None,
+    )
+    sharing = b.prefix_caching and not per_slot
+    return estimate_fragmentation(reading, [r.sequence(sharing) for r in s.in_flight_requests.values()])
 
 
 def build_backend(cfg: BackendConfig, model: str, routing: RoutingConfig) -> Backend:
@@ -235,6 +260,8 @@ class BackendPool:
             m.load_age.set(now - s.load.observed_at if s.load else math.nan)
             m.healthy.set(1 if s.ready(now) else 0)
             m.circuit.set(_CIRCUIT_VALUE[s.circuit(now)])
+            frag = fragmentation(s, fresh) if fresh is not None else None
+            m.fragmentation.set(math.nan if frag is None else frag)
         self._model_metrics[s.model].ready_backends.set(sum(1 for x in s.siblings if x.ready(now)))
 
     def snapshot(self) -> list[dict[str, object]]:

@@ -30,7 +30,7 @@ from .relay import Relay, replay, send_error
 from .route import Decision, Router
 from .supervisor import Supervisor, Watch
 from .upstream import Retryable, Upstream
-from .values import Delivery, Ending, ParsedRequest, Principal, Target
+from .values import Delivery, Ending, EngineSequence, ParsedRequest, Principal, Target
 
 log = logging.getLogger("inferline.gateway")
 
@@ -175,9 +175,11 @@ class Pipeline:
         """upstream -> relay on the granted engine; before the first token, failures move to route's next
         target. Every slot is released exactly once."""
         tried: set[str] = set()
+        tracked = EngineSequence(parsed, delivery, target.prompt_tokens)
         while True:
             tried.add(target.state.name)
             generated_before = delivery.content_chunks
+            target.state.in_flight_requests[id(tracked)] = tracked
             try:
                 resp = await self.upstream.open(parsed, target, delivery)  # 400 / Retryable
                 await self.relay.relay(parsed, resp, target, delivery, send, headers)  # Retryable / error event
@@ -192,6 +194,7 @@ class Pipeline:
                     self.route.failed(decision, target, exc.message)
                 raise
             finally:
+                del target.state.in_flight_requests[id(tracked)]
                 self.queue.release(target, delivery.content_chunks - generated_before)
             retry = self.route.retry(decision, target, tried) if delivery.attempts < self.route.max_attempts else None
             if retry is None:

@@ -13,14 +13,16 @@ without a Target.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from typing import Any
 
 from inferline.backends.pool import BackendState
 from inferline.errors import GatewayError, Outcome
 from inferline.limits import ApiKeyConfig, Reservation
+from inferline.observe.fragmentation import InFlightSequence
 
-__all__ = ["Delivery", "Ending", "ParsedRequest", "Principal", "Reservation", "Target"]
+__all__ = ["Delivery", "Ending", "EngineSequence", "ParsedRequest", "Principal", "Reservation", "Target"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -116,3 +118,38 @@ class Ending:
     delivery: Delivery
     error: GatewayError | None
     variant: str | None = None  # the canary variant that served it ("baseline" / "candidate"), if any
+
+
+@dataclass(slots=True, eq=False)
+class EngineSequence:
+    """What one attempt puts in an engine's KV cache, as the pool's fragmentation estimate reads it
+    (backends/pool.py `InFlight`): the prompt, the tokens relayed so far, and the shared prefix — the
+    conversation before its last message, which an engine with prefix caching stores once per group."""
+
+    parsed: ParsedRequest
+    delivery: Delivery
+    prompt_tokens: int
+    _prefix: tuple[bytes, int] | None = field(default=None, init=False)
+
+    def sequence(self, prefix_caching: bool) -> InFlightSequence:
+        key, shared = self._shared_prefix() if prefix_caching else (None, 0)
+        return InFlightSequence(
+            tokens=self.prompt_tokens + self.delivery.content_chunks,
+            prefix_key=key,
+            prefix_tokens=shared,
+            started=self.delivery.content_chunks > 0,
+        )
+
+    def _shared_prefix(self) -> tuple[bytes | None, int]:
+        if self._prefix is None:  # computed once, at the first load poll that sees this request
+            messages = self.parsed.body.get("messages")
+            if not isinstance(messages, list) or len(messages) < 2:
+                self._prefix = (b"", 0)
+            else:
+                head = messages[:-1]
+                text = "\x01".join(f"{m.get('role')}\x00{m.get('content')}" for m in head if isinstance(m, dict))
+                # ~4 bytes per token and ~8 tokens of chat template per message, as parse estimates prompts
+                tokens = len(text) // 4 + 8 * len(head)
+                self._prefix = (hashlib.blake2b(text.encode(), digest_size=16).digest(), tokens)
+        key, tokens = self._prefix
+        return (key or None), tokens

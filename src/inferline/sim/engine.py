@@ -80,7 +80,9 @@ class SimEngine:
         self.time_scale = time_scale
         self.output_len = output_len
         self.scheduler = Scheduler(profile, policy, prefix_caching=prefix_caching)
-        self.metrics = EngineMetrics(model, kv_blocks=profile.kv_blocks, block_size=profile.block_size)
+        self.metrics = EngineMetrics(
+            model, kv_blocks=profile.kv_blocks, block_size=profile.block_size, prefix_caching=prefix_caching
+        )
         # Wall time inside steps: the simulated GPU's utilization (sim/gpu.py).
         self.busy = BusyMeter()
         self._rng = random.Random(seed)

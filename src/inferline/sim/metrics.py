@@ -28,16 +28,23 @@ FINISH_REASONS = ("stop", "length", "abort")
 class EngineMetrics:
     """The metric children of one engine. Gauges are set at scrape time; the rest on events."""
 
-    def __init__(self, model_name: str, engine: str = "0", kv_blocks: int = 0, block_size: int = 16) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        engine: str = "0",
+        kv_blocks: int = 0,
+        block_size: int = 16,
+        prefix_caching: bool = False,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         reg = self.registry
         # vLLM's info gauge of the cache config: gateways read the KV capacity from its labels.
         Gauge(
             "vllm:cache_config_info",
             "Information of the LLMEngine CacheConfig",
-            ["block_size", "num_gpu_blocks", "engine"],
+            ["block_size", "num_gpu_blocks", "enable_prefix_caching", "engine"],
             registry=reg,
-        ).labels(str(block_size), str(kv_blocks), engine).set(1)
+        ).labels(str(block_size), str(kv_blocks), str(prefix_caching), engine).set(1)
         names = ["model_name", "engine"]
         values = (model_name, engine)
 
