@@ -28,6 +28,7 @@ __all__ = [
     "SpecError",
     "default_scale_down_rules",
     "default_scale_up_rules",
+    "parse_behavior",
     "parse_hpa",
 ]
 
@@ -178,7 +179,7 @@ def parse_hpa(doc: dict[str, Any]) -> HPASpec:
     metrics = tuple(_metric(m, f"spec.metrics[{i}]") for i, m in enumerate(raw_metrics))
     behavior = None
     if spec.get("behavior") is not None:
-        behavior = _behavior(spec["behavior"], "spec.behavior")
+        behavior = parse_behavior(spec["behavior"], "spec.behavior")
     return HPASpec(min_r, max_r, metrics, behavior, name)
 
 
@@ -249,7 +250,7 @@ def _metric(m: Any, where: str) -> MetricSpec:
     return MetricSpec(type_, name, ttype, value, str(body.get("container", "")), described)
 
 
-def _behavior(b: Any, where: str) -> Behavior:
+def parse_behavior(b: Any, where: str = "behavior") -> Behavior:
     if not isinstance(b, dict):
         raise SpecError(f"{where}: must be a mapping")
     up = _rules(b.get("scaleUp"), default_scale_up_rules(), f"{where}.scaleUp")
