@@ -17,6 +17,7 @@ A prometheus trigger's query must return one value; the simulator understands `s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,7 +108,7 @@ class KedaController:
     def metric_names(self) -> list[str]:
         return [m.name for m in self.hpa.spec.metrics]
 
-    def poll(self, now_s: float, current_replicas: int, values: dict[str, float | None]) -> int | None:
+    def poll(self, now_s: float, current_replicas: int, values: Mapping[str, float | None]) -> int | None:
         """One pollingInterval tick. VALUES: trigger metric name -> query result (None: query failed).
 
         Returns the replica count KEDA sets itself (activation from 0, or the step to 0), or None.

@@ -364,10 +364,12 @@ class Scheduler:
             return None  # the next step may admit
         steps = 1 << 62
         kv = 0
-        for req in running:
+        for req in reversed(running):  # the newest (most likely still prefilling) first: fail fast
             if req.num_output < 1 or req.prompt_tokens + req.num_output - req.num_computed != 1:
                 return None
-            steps = min(steps, req.output_len - req.num_output)
+            left = req.output_len - req.num_output
+            if left < steps:
+                steps = left
             kv += req.num_computed
         if steps < 1:
             return None
@@ -377,7 +379,8 @@ class Scheduler:
         def blocks_needed(k: int) -> int:
             return sum(max(0, -(-(r.num_computed + k) // bs) - r.num_blocks) for r in running)
 
-        if blocks_needed(steps) > free:  # the cache runs short before the first finish: stop where it fits
+        # n x (steps // bs + 1) bounds the blocks the run can need; only near a full cache count exactly
+        if n * (steps // bs + 1) > free and blocks_needed(steps) > free:  # short before the first finish
             lo, hi = 0, steps
             while lo < hi:
                 mid = (lo + hi + 1) // 2
