@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+import yaml
 from rich.console import Console
 
 from inferline.autoscale.collect import CollectionConfig
-from inferline.autoscale.configs import PRESET_HELP, PRESETS, AutoscalerConfig, load_autoscaler
+from inferline.autoscale.configs import PRESET_HELP, PRESETS, AutoscalerConfig, load_autoscaler, manifest
 from inferline.autoscale.des import SimRun, SimSettings, Simulation
 from inferline.autoscale.hpa import K8S_VERSION, ControllerConfig
 from inferline.autoscale.lifecycle import Dist, PodTimings
@@ -311,3 +312,25 @@ def _write(out: Path, runs: list[SimRun], summaries: list[dict[str, Any]], bin_s
     write_json(out / "results.json", payload)
     written.append(out / "results.json")
     console.print("wrote " + ", ".join(str(p) for p in written))
+
+
+@app.command("render")
+def render(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A preset name or a YAML file (HPA manifest, ScaledObject, or Helm `autoscaling:` values)."
+        ),
+    ] = "seed",
+    target: Annotated[str, typer.Option(help="Name of the Deployment the autoscaler scales.")] = "inferline-engine",
+    max_num_seqs: Annotated[
+        int, typer.Option(help="Engine max_num_seqs, for presets that target 75% of the slots.", min=1)
+    ] = 256,
+) -> None:
+    """Print the autoscaling/v2 HorizontalPodAutoscaler (or KEDA ScaledObject) that SOURCE stands for, as YAML:
+    what `simulate` models, ready for kubectl apply."""
+    try:
+        cfg = _autoscaler(source, max(1, round(0.75 * max_num_seqs)))
+    except SpecError as exc:
+        _fail(str(exc))
+    typer.echo(yaml.safe_dump(manifest(cfg, target), sort_keys=False), nl=False)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from inferline.autoscale.quantity import milli_of_float
 from inferline.autoscale.replica import MetricUnavailable, PodMetric
-from inferline.autoscale.sources import Aggregation, Quantity, QueryRef, resolve_metric
+from inferline.autoscale.sources import RATE_WINDOW_S, Aggregation, Quantity, QueryRef, resolve_metric
 from inferline.autoscale.spec import MetricSourceType, MetricSpec
 
 __all__ = ["CollectionConfig", "MetricStore", "SimMetricsClient"]
@@ -70,6 +70,10 @@ class MetricStore:
         vals = [v for ts, v in s if t - window_s < ts <= t]
         return sum(vals) / len(vals) if vals else None
 
+    def samples(self, pod: str, q: Quantity, t: float) -> list[tuple[float, float]]:
+        s = self._series.get((pod, q))
+        return [x for x in s if x[0] <= t] if s else []
+
     def pods_with(self, q: Quantity) -> list[str]:
         return [pod for (pod, qq) in self._series if qq is q and pod]
 
@@ -104,6 +108,8 @@ class SimMetricsClient:
         return out
 
     def _gateway_value(self, q: Quantity, window_s: float = 0.0) -> float:
+        if q is Quantity.RATE:
+            return self._rate(window_s or RATE_WINDOW_S)
         v = self.store.window_avg("", q, self.t, window_s) if window_s > 0 else None
         if v is None:
             s = self.store.latest("", q, self.t)
@@ -111,6 +117,18 @@ class SimMetricsClient:
                 raise MetricUnavailable(f"no sample of {q.value} yet")
             v = s[1]
         return v
+
+    def _rate(self, window_s: float) -> float:
+        """rate() of the arrivals counter over WINDOW_S: (newest - the sample at the window's start) / elapsed."""
+        s = self.store.samples("", Quantity.RATE, self.t)
+        if len(s) < 2:
+            raise MetricUnavailable("fewer than two samples of inferline_requests_total")
+        t1, c1 = s[-1]
+        older = [x for x in s if x[0] >= t1 - window_s - 1e-9]
+        t0, c0 = older[0]
+        if t1 <= t0:
+            raise MetricUnavailable("fewer than two samples of inferline_requests_total in the window")
+        return (c1 - c0) / (t1 - t0)
 
     def pod_metrics(self, metric: MetricSpec) -> dict[str, PodMetric]:
         q = resolve_metric(metric.name)

@@ -16,6 +16,8 @@ The Helm values form (deploy/helm/inferline `autoscaling:`), and how each key be
       targetKVCacheUsage: 0.6           # Pods vllm:kv_cache_usage_perc, AverageValue 0.6 (a value > 1 is a percent)
       targetRunningRequests: 192        # Pods vllm:num_requests_running, AverageValue 192
       targetWaitingRequests: 5          # Pods vllm:num_requests_waiting, AverageValue 5
+      targetRequestRate: 20             # External inferline_request_rate (rate(inferline_requests_total[1m])),
+                                        #   AverageValue 20 req/s per replica
       behavior: {...}                   # an HPA behavior block, used as is (overrides the *Seconds keys)
       keda: {pollingInterval: 30, cooldownPeriod: 300, minReplicaCount: 2, activationThreshold: 0,
              useCachedMetrics: false}
@@ -33,7 +35,7 @@ from typing import Any
 import yaml
 
 from inferline.autoscale.keda import KedaSpec, PrometheusTrigger, parse_scaled_object
-from inferline.autoscale.quantity import parse_milli
+from inferline.autoscale.quantity import format_milli, parse_milli
 from inferline.autoscale.sources import parse_query, resolve_metric
 from inferline.autoscale.spec import (
     Behavior,
@@ -49,7 +51,7 @@ from inferline.autoscale.spec import (
     parse_hpa,
 )
 
-__all__ = ["PRESETS", "AutoscalerConfig", "from_values", "load_autoscaler"]
+__all__ = ["PRESETS", "AutoscalerConfig", "from_values", "load_autoscaler", "manifest"]
 
 _VALUE_KEYS = {
     "enabled",
@@ -64,6 +66,7 @@ _VALUE_KEYS = {
     "targetKVCacheUsage",
     "targetRunningRequests",
     "targetWaitingRequests",
+    "targetRequestRate",
     "behavior",
     "keda",
 }
@@ -75,6 +78,11 @@ _TARGETS = {
     "targetKVCacheUsage": ("vllm:kv_cache_usage_perc", MetricSourceType.PODS, "sum(vllm:kv_cache_usage_perc)"),
     "targetRunningRequests": ("vllm:num_requests_running", MetricSourceType.PODS, "sum(vllm:num_requests_running)"),
     "targetWaitingRequests": ("vllm:num_requests_waiting", MetricSourceType.PODS, "sum(vllm:num_requests_waiting)"),
+    "targetRequestRate": (
+        "inferline_request_rate",
+        MetricSourceType.EXTERNAL,
+        "sum(rate(inferline_requests_total[1m]))",
+    ),
 }
 
 # Named configurations for --compare; "{slots}" is 75% of the engine profile's max_num_seqs.
@@ -329,3 +337,75 @@ def _num(v: Any, where: str) -> float:
         except ValueError:
             raise SpecError(f"{where}: must be a number; got {v!r}") from None
     return float(v)
+
+
+def manifest(cfg: AutoscalerConfig, target: str = "inferline-engine") -> dict[str, Any]:
+    """The Kubernetes object CFG stands for: an autoscaling/v2 HPA, or a keda.sh/v1alpha1 ScaledObject."""
+    ref = {"apiVersion": "apps/v1", "kind": "Deployment", "name": target}
+    if cfg.keda is not None:
+        k = cfg.keda
+        spec: dict[str, Any] = {
+            "scaleTargetRef": {"name": target},
+            "pollingInterval": int(k.polling_interval_s),
+            "cooldownPeriod": int(k.cooldown_period_s),
+            "minReplicaCount": k.min_replica_count,
+            "maxReplicaCount": k.max_replica_count,
+        }
+        if k.behavior is not None:
+            spec["advanced"] = {"horizontalPodAutoscalerConfig": {"behavior": _behavior_doc(k.behavior)}}
+        spec["triggers"] = [
+            {
+                "type": "prometheus",
+                "metricType": t.metric_type.value,
+                "metadata": {
+                    "serverAddress": "http://prometheus-operated.monitoring:9090",
+                    "query": t.query,
+                    "threshold": f"{t.threshold:g}",
+                    "activationThreshold": f"{t.activation_threshold:g}",
+                },
+            }
+            for t in k.triggers
+        ]
+        return {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": cfg.name}, "spec": spec}
+    h = cfg.effective_hpa
+    hspec: dict[str, Any] = {
+        "scaleTargetRef": ref,
+        "minReplicas": h.min_replicas,
+        "maxReplicas": h.max_replicas,
+        "metrics": [_metric_doc(m) for m in h.metrics],
+    }
+    if h.behavior is not None:
+        hspec["behavior"] = _behavior_doc(h.behavior)
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": cfg.name},
+        "spec": hspec,
+    }
+
+
+def _metric_doc(m: MetricSpec) -> dict[str, Any]:
+    key = m.type.value[0].lower() + m.type.value[1:]
+    if m.target_type is MetricTargetType.UTILIZATION:
+        target: dict[str, Any] = {"type": "Utilization", "averageUtilization": m.target}
+    else:
+        field_name = "value" if m.target_type is MetricTargetType.VALUE else "averageValue"
+        target = {"type": m.target_type.value, field_name: format_milli(m.target)}
+    body: dict[str, Any] = {"metric": {"name": m.name}, "target": target}
+    if m.type in (MetricSourceType.RESOURCE, MetricSourceType.CONTAINER_RESOURCE):
+        body = {"name": m.name, "target": target}
+    return {"type": m.type.value, key: body}
+
+
+def _behavior_doc(b: Behavior) -> dict[str, Any]:
+    def rules(r: ScalingRules) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        if r.stabilization_window_s is not None:
+            d["stabilizationWindowSeconds"] = r.stabilization_window_s
+        d["selectPolicy"] = r.select_policy.value
+        d["policies"] = [{"type": p.type.value, "value": p.value, "periodSeconds": p.period_s} for p in r.policies]
+        if r.tolerance is not None:
+            d["tolerance"] = f"{r.tolerance:g}"
+        return d
+
+    return {"scaleUp": rules(b.scale_up), "scaleDown": rules(b.scale_down)}

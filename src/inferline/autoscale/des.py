@@ -32,7 +32,7 @@ from inferline.autoscale.gateway import Backend, GatewayModel
 from inferline.autoscale.hpa import ControllerConfig, Decision, HorizontalController, ScaleTarget
 from inferline.autoscale.keda import KedaController
 from inferline.autoscale.lifecycle import Pod, PodState, PodTimings, scale_down_victims
-from inferline.autoscale.sources import Aggregation, Quantity, QueryRef, parse_query, resolve_metric
+from inferline.autoscale.sources import RATE_WINDOW_S, Aggregation, Quantity, QueryRef, parse_query, resolve_metric
 from inferline.autoscale.spec import MetricSourceType, MetricTargetType
 from inferline.autoscale.traffic import Traffic
 from inferline.config import KV_ADMIT_RATIO, AdmissionConfig
@@ -139,6 +139,7 @@ class Simulation:
         self._seq = 0
         self.events = 0
         self.now = 0.0
+        self._arrived = 0  # requests arrived so far (the gateway's inferline_requests_total)
         self.end_s = traffic.duration_s
         self.store = MetricStore()
         self.gateway = GatewayModel(settings.admission, settings.kv_admit_ratio, self._on_dispatch, self._on_reject)
@@ -296,6 +297,7 @@ class Simulation:
     # -- requests ---------------------------------------------------------------------------------------------
 
     def _arrive(self, idx: int, t: float) -> None:
+        self._arrived = idx + 1
         if self.gateway.arrive(idx, t, int(self.cost[idx])):
             self._push(t + self.s.admission.queue_timeout_s, _TIMEOUT, idx)
 
@@ -449,6 +451,7 @@ class Simulation:
                 store.record(pod.name, Quantity.KV, t, engine.kv_usage_ratio)
         store.record("", Quantity.QUEUE, t, self.gateway.queue_depth)
         store.record("", Quantity.IN_FLIGHT, t, self.gateway.in_flight)
+        store.record("", Quantity.RATE, t, self._arrived)  # the counter inferline_requests_total
 
     def _client(self, t: float) -> SimMetricsClient:
         live = [p.name for p in self.pods if p.live]
@@ -541,11 +544,20 @@ class Simulation:
                 else:
                     value = sum(vals)
             else:
-                value = float(self.gateway.queue_depth if ref.quantity is Quantity.QUEUE else self.gateway.in_flight)
+                value = self._gateway_truth(ref.quantity)
             if ttype is MetricTargetType.AVERAGE_VALUE and ref.aggregation is not Aggregation.AVG:
                 value /= status
             best = max(best, value / target)
         return best
+
+    def _gateway_truth(self, q: Quantity) -> float:
+        if q is Quantity.QUEUE:
+            return float(self.gateway.queue_depth)
+        if q is Quantity.IN_FLIGHT:
+            return float(self.gateway.in_flight)
+        arr = self.traffic.arrival_s
+        lo = int(np.searchsorted(arr, self.now - RATE_WINDOW_S, side="right"))
+        return (self._arrived - lo) / RATE_WINDOW_S
 
     @staticmethod
     def _instant(q: Quantity, pod: Pod, utils: dict[str, float]) -> float:

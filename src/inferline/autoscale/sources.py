@@ -14,6 +14,9 @@ Per pod (one series per engine pod):
 Gateway (one series):
     queue      inferline_queue_depth: requests waiting in the gateway for an engine with room
     in_flight  inferline_requests_in_flight: requests dispatched to engines and not finished
+    rate       requests arriving per second: rate(inferline_requests_total[1m]) (in a KEDA query), or the
+               adapter-exposed name inferline_request_rate. Unlike the queue it also counts requests the
+               gateway turned away, so it can wake a fleet scaled to zero.
 """
 
 from __future__ import annotations
@@ -32,10 +35,11 @@ class Quantity(StrEnum):
     KV = "kv"
     QUEUE = "queue"
     IN_FLIGHT = "in_flight"
+    RATE = "rate"
 
     @property
     def per_pod(self) -> bool:
-        return self not in (Quantity.QUEUE, Quantity.IN_FLIGHT)
+        return self not in (Quantity.QUEUE, Quantity.IN_FLIGHT, Quantity.RATE)
 
 
 _NAMES: dict[str, Quantity] = {
@@ -53,7 +57,9 @@ _NAMES: dict[str, Quantity] = {
     "kv_cache_usage": Quantity.KV,
     "inferline_queue_depth": Quantity.QUEUE,
     "inferline_requests_in_flight": Quantity.IN_FLIGHT,
+    "inferline_request_rate": Quantity.RATE,
 }
+RATE_WINDOW_S = 60.0  # inferline_request_rate = rate(inferline_requests_total[1m])
 KNOWN_METRICS = sorted({"DCGM_FI_DEV_GPU_UTIL", *(k for k in _NAMES if not k.startswith("dcgm"))})
 
 
@@ -86,6 +92,9 @@ _AGG = re.compile(
     r"^\s*(?P<agg>sum|avg|max|min)\s*(?:by\s*\([^)]*\)\s*)?\(\s*(?P<inner>.*)\)\s*(?:by\s*\([^)]*\)\s*)?$", re.S
 )
 _OVER_TIME = re.compile(r"^\s*avg_over_time\s*\(\s*(?P<inner>.*)\[(?P<w>\d+)(?P<u>[smh])\]\s*\)\s*$", re.S)
+_RATE = re.compile(
+    r"^\s*(?:i?rate)\s*\(\s*inferline_requests_total\s*(?:\{[^}]*\})?\s*\[(?P<w>\d+)(?P<u>[smh])\]\s*\)\s*$", re.S
+)
 _METRIC = re.compile(r"^\s*(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{[^}]*\})?\s*$", re.S)
 _UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -99,6 +108,9 @@ def parse_query(query: str) -> QueryRef:
     if m:
         agg, text = Aggregation(m.group("agg")), m.group("inner")
     window = 0.0
+    r = _RATE.match(text)
+    if r:
+        return QueryRef(Quantity.RATE, agg, float(r.group("w")) * _UNIT_S[r.group("u")])
     w = _OVER_TIME.match(text)
     if w:
         window = float(w.group("w")) * _UNIT_S[w.group("u")]
