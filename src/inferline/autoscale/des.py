@@ -20,6 +20,7 @@ import logging
 import math
 import random
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,7 @@ OUTCOMES = ("unfinished", "ok", "queue_full", "queue_timeout", "no_backend", "sh
 _OK, _SHUTDOWN = 1, 5
 _OUTCOME_CODE = {name: i for i, name in enumerate(OUTCOMES)}
 HPA_PHASE_S = 5.0  # the HPA's loop is not aligned with the scrapes
+TRUTH_UTIL_WINDOW_S = 10.0  # the "true" GPU utilization (plots, breaches): busy share of the last 10 s
 
 # event kinds
 _ENGINE, _TIMEOUT, _POD, _HPA, _KEDA, _SCRAPE, _DCGM_PRE, _DCGM, _PROBE = range(9)
@@ -152,7 +154,7 @@ class Simulation:
         self._episode: Episode | None = None
         self._dcgm_snap: dict[int, float] = {}
         self._dcgm_value: dict[str, float] = {}
-        self._probe_busy: dict[int, float] = {}
+        self._probe_busy: dict[int, deque[tuple[float, float]]] = {}
         self._timeline: dict[str, list[float]] = {
             k: []
             for k in (
@@ -505,14 +507,19 @@ class Simulation:
         return out
 
     def _probe(self, t: float) -> None:
-        dt = self.s.probe_s
         ready = [p for p in self.pods if p.state is PodState.READY]
         utils: dict[str, float] = {}
         for p in self.pods:
             if isinstance(p.engine, VirtualEngine) and p.live:
                 busy = p.engine.busy_integral(t)
-                utils[p.name] = 100.0 * min(1.0, (busy - self._probe_busy.get(id(p), busy)) / dt)
-                self._probe_busy[id(p)] = busy
+                hist = self._probe_busy.get(id(p))
+                if hist is None:
+                    hist = self._probe_busy[id(p)] = deque()
+                hist.append((t, busy))
+                while len(hist) > 1 and hist[0][0] < t - TRUTH_UTIL_WINDOW_S - 1e-9:
+                    hist.popleft()
+                t0, b0 = hist[0]
+                utils[p.name] = 100.0 * min(1.0, (busy - b0) / (t - t0)) if t > t0 else 0.0
         engines = [p.engine for p in ready if isinstance(p.engine, VirtualEngine)]
         tl = self._timeline
         tl["t"].append(t)
