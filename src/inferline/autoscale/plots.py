@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -13,7 +14,7 @@ from matplotlib.figure import Figure
 from inferline.autoscale.des import SimRun
 from inferline.autoscale.report import ttft_series
 
-__all__ = ["compare_plot", "run_plot", "slug"]
+__all__ = ["compare_plot", "compare_series_plot", "run_plot", "series", "slug"]
 
 DPI = 110
 
@@ -33,12 +34,11 @@ def _minutes(t: np.ndarray) -> np.ndarray:
     return t / 60.0
 
 
-def _ttft_axis(ax: Axes, run: SimRun, bin_s: float, label: str = "", color: str | None = None) -> None:
+def _ttft_axis(ax: Axes, run: SimRun, bin_s: float) -> None:
     s = ttft_series(run, bin_s)
     p95 = np.where(np.isinf(s["p95"]), 120.0, s["p95"])  # a bin lost to rejections: drawn at the top
-    ax.plot(_minutes(s["t"]), p95 * 1000, label=f"{label}p95", linewidth=1.6, color=color)
-    if not label:
-        ax.plot(_minutes(s["t"]), s["p50"] * 1000, label="p50", linewidth=1.2, alpha=0.8)
+    ax.plot(_minutes(s["t"]), p95 * 1000, label="p95", linewidth=1.6)
+    ax.plot(_minutes(s["t"]), s["p50"] * 1000, label="p50", linewidth=1.2, alpha=0.8)
 
 
 def run_plot(run: SimRun, path: Path, bin_s: float = 30.0) -> Path:
@@ -121,29 +121,48 @@ def _episodes(ax: Axes, run: SimRun) -> None:
             )
 
 
+def series(run: SimRun, bin_s: float = 30.0) -> dict[str, Any]:
+    """What a comparison plot needs of one run (small, picklable)."""
+    s = ttft_series(run, bin_s)
+    tl = run.timeline
+    return {
+        "name": run.autoscaler.name,
+        "t": tl["t"],
+        "ready": tl["ready"],
+        "bin_t": s["t"],
+        "rate": s["rate"],
+        "p95": s["p95"],
+        "slo_s": run.settings.slo_ttft_s,
+        "title": f"traffic {run.traffic.source}, profile {run.settings.profile.name}",
+    }
+
+
 def compare_plot(runs: list[SimRun], path: Path, bin_s: float = 30.0) -> Path:
     """Runs on the same traffic: load, Ready replicas and TTFT p95 of each."""
+    return compare_series_plot([series(r, bin_s) for r in runs], path)
+
+
+def compare_series_plot(items: list[dict[str, Any]], path: Path) -> Path:
     fig = Figure(figsize=(12, 9), layout="constrained")
     axes = fig.subplots(3, 1, sharex=True)
-    fig.suptitle(f"traffic {runs[0].traffic.source}, profile {runs[0].settings.profile.name}", fontsize=10)
-    s = ttft_series(runs[0], bin_s)
-    axes[0].plot(_minutes(s["t"]), s["rate"], color="tab:blue")
+    fig.suptitle(items[0]["title"], fontsize=10)
+    first = items[0]
+    axes[0].plot(_minutes(first["bin_t"]), first["rate"], color="tab:blue")
     axes[0].set_ylabel("requests/s")
     axes[0].set_title("Load", fontsize=10, loc="left")
-    colors = [f"C{i}" for i in range(10)]
-    for i, run in enumerate(runs):
-        c = colors[i % len(colors)]
-        tl = run.timeline
-        axes[1].step(_minutes(tl["t"]), tl["ready"], where="post", label=run.autoscaler.name, color=c, linewidth=1.5)
-        _ttft_axis(axes[2], run, bin_s, label=f"{run.autoscaler.name} ", color=c)
+    for i, it in enumerate(items):
+        c = f"C{i % 10}"
+        axes[1].step(_minutes(it["t"]), it["ready"], where="post", label=it["name"], color=c, linewidth=1.5)
+        p95 = np.where(np.isinf(it["p95"]), 120.0, it["p95"])
+        axes[2].plot(_minutes(it["bin_t"]), p95 * 1000, label=it["name"], color=c, linewidth=1.4)
     axes[1].set_ylabel("Ready replicas")
     axes[1].set_title("Ready replicas", fontsize=10, loc="left")
-    axes[1].legend(loc="upper left", fontsize=8)
+    axes[1].legend(loc="upper left", fontsize=8, ncol=2)
     axes[1].set_ylim(bottom=0)
-    axes[2].axhline(runs[0].settings.slo_ttft_s * 1000, color="tab:red", linestyle="--", linewidth=1, label="SLO")
+    axes[2].axhline(first["slo_s"] * 1000, color="tab:red", linestyle="--", linewidth=1, label="SLO")
     axes[2].set_yscale("log")
     axes[2].set_ylabel("TTFT p95 (ms)")
-    axes[2].set_title("TTFT p95 by arrival", fontsize=10, loc="left")
-    axes[2].legend(loc="upper left", fontsize=8)
+    axes[2].set_title("TTFT p95 by arrival (a window lost to rejections is drawn at 120 s)", fontsize=10, loc="left")
+    axes[2].legend(loc="upper left", fontsize=8, ncol=2)
     axes[2].set_xlabel("simulated time (minutes)")
     return _save(fig, path)
