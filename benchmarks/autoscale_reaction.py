@@ -8,7 +8,7 @@ first 30 s window whose p95 TTFT is back under 800 ms (and stays there for 2 min
 meanwhile (TTFT of requests arriving between the breach and the recovery; share late or rejected).
 
 Setup (simulated, `inferline autoscale simulate`'s discrete-event model):
-  h100-llama8b engines (256 slots), 2 replicas Ready, 0.5 -> 40 req/s at t=120 s, prompts 512 and outputs
+  h100-llama8b engines (256 slots), 2 idle replicas Ready, 0 -> 40 req/s at t=120 s, prompts 512 and outputs
   256 tokens (one engine serves ~17 req/s of these at full batch: the fleet needs a third replica, and the
   first scale-up of either autoscaler orders exactly that); HPA v1.34 defaults (15 s sync, 0.1 tolerance);
   Prometheus scrapes every 15 s, the DCGM exporter refreshes every 30 s; pods wait 2 s for a node and
@@ -42,7 +42,7 @@ from inferline.sim.profiles import H100_LLAMA8B
 
 LOAD_TIMES = (10, 20, 30, 45, 60, 90, 120, 180, 300)
 STEP_AT = 120.0
-TRAFFIC = f"step:base=0.5,peak=40,at={STEP_AT:g}"
+TRAFFIC = f"step:base=0,peak=40,at={STEP_AT:g}"
 CONFIGS = ("running", "seed")
 console = Console(width=160)
 

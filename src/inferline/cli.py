@@ -154,6 +154,7 @@ def _mount_optional() -> None:
         ("inferline.sim.cli", "sim"),
         ("inferline.bench.cli", "bench"),
         ("inferline.autoscale.cli", "autoscale"),
+        ("inferline.advise.cli", "advise"),
     ):
         try:
             mod = __import__(module, fromlist=["app"])
