@@ -32,6 +32,7 @@ __all__ = ["Capacity", "Point", "measure", "slo_capacity", "unloaded"]
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "inferline" / "advise-capacity.json"
 _MAX_RATE = 4096.0
+_MEMO: dict[str, Capacity] = {}  # this process's searches (the disk cache is optional)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +132,8 @@ def slo_capacity(
 ) -> Capacity:
     """The highest rate one replica of PROFILE serves within the SLOs (and why not more)."""
     key = _key(profile, prompt, output, ttft_slo_ms, tpot_slo_ms, duration_s)
+    if key in _MEMO:
+        return _MEMO[key]
     if cache:
         hit = _cache_get(key)
         if hit is not None:
@@ -184,6 +187,7 @@ def slo_capacity(
             lo_point,
             lo_point.rate_rps * tokens,
         )
+    _MEMO[key] = cap
     if cache:
         _cache_put(key, cap)
     return cap
