@@ -130,7 +130,8 @@ def advise(
         edge_cap = slo_capacity(edge_profile, w.prompt, w.output, w.ttft_slo_ms, w.tpot_slo_ms, cache=cache)
     inp = Inputs(w, p, gpu_cap, gpu_profile, edge_cap, edge_profile)
     ranked = rank_options(inp.options())
-    print_advice(console, inp, ranked)
+    label = str(prices) if prices is not None else "the bundled EXAMPLE prices, edit a copy and pass --prices"
+    print_advice(console, inp, ranked, label)
     checked = claims(inp) if check_claims else []
     if checked:
         t = Table(title="the seed note's cost claims against this model", title_justify="left")

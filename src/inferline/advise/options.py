@@ -149,6 +149,7 @@ def edge(
         p95 = measure(profile, w.peak * scale / n, w.prompt, w.output).ttft_p95_ms
     limit = f"one device serves {cap.rate_rps:.3g} req/s within the SLO ({cap.limit}); at most {e.max_devices} devices"
     opt = Option("edge-llamacpp", cost, _per_1m(cost, tokens), p95, limit, f"{n} x {e.device} ({profile.name})")
+    opt.notes.append(f"sized for {profile.description}: check its answers on your task before relying on it")
     if n > e.max_devices:
         opt.feasible = False
         opt.against.append(

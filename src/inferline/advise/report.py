@@ -66,7 +66,7 @@ def recommendation(ranked: list[Option], w: Workload, prices: Prices) -> tuple[O
     return best, reasons
 
 
-def print_advice(console: Console, inp: Inputs, ranked: list[Option]) -> None:
+def print_advice(console: Console, inp: Inputs, ranked: list[Option], prices_label: str = "") -> None:
     w, p = inp.workload, inp.prices
     cur = p.currency
     console.print(
@@ -79,7 +79,8 @@ def print_advice(console: Console, inp: Inputs, ranked: list[Option]) -> None:
         + (", needs routing" if w.needs_routing else "")
     )
     console.print(
-        f"[dim]prices: EXAMPLE-or-yours as of {p.as_of}; one {p.dedicated.gpu} replica ({inp.gpu_profile.name}) serves "
+        f"[dim]prices: {prices_label or 'given'} (as of {p.as_of}); "
+        f"one {p.dedicated.gpu} replica ({inp.gpu_profile.name}) serves "
         f"{inp.gpu_cap.rate_rps:.3g} req/s within the SLO; one edge device ({inp.edge_profile.name}) "
         f"{inp.edge_cap.rate_rps:.3g} req/s (SIMULATED capacity)[/]"
     )
@@ -113,6 +114,9 @@ def print_advice(console: Console, inp: Inputs, ranked: list[Option]) -> None:
     console.print(head)
     for r in reasons:
         console.print(f"  - {r}")
+    if best is not None:
+        for n in best.notes:
+            console.print(f"  - note: {n}")
 
 
 def cost_curve(inp: Inputs, requests_per_day: np.ndarray) -> dict[str, list[float]]:
