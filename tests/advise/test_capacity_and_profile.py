@@ -64,3 +64,12 @@ def test_profile_from_bench_errors(tmp_path: Path) -> None:
         profile_from_bench(tmp_path / "none.json")
     one, notes = profile_from_bench(_bench(tmp_path, [(4.0, 20.0, 40.0)]))
     assert one.decode_seq_s == 0 and "one load level only" in notes[0]
+
+
+def test_profile_from_a_recorded_bench_of_the_simulated_h100_recovers_its_step() -> None:
+    """examples/advise/bench-sim-h100.json: `inferline bench --concurrency 1,8,32` against `inferline sim
+    --profile h100-llama8b` (real time, a busy machine): the fitted base step is the profile's 10 ms."""
+    bench = Path(__file__).resolve().parents[2] / "examples" / "advise" / "bench-sim-h100.json"
+    profile, _ = profile_from_bench(bench)
+    assert profile.step_base_s == pytest.approx(0.010, rel=0.1)
+    assert 0 < profile.decode_seq_s < 0.001 and 0 < profile.prefill_token_s < 0.001

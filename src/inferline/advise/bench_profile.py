@@ -83,7 +83,7 @@ def profile_from_bench(
     if kv_blocks is None:
         notes.append(f"KV cache not measured: assumed {blocks} blocks (2048 tokens per slot); pass --kv-blocks")
     profile = Profile(
-        name=name or f"bench-{path.stem}",
+        name=name or (path.stem if path.stem.startswith("bench") else f"bench-{path.stem}"),
         description=f"fitted from {path.name} ({data.get('model', '?')})",
         max_model_len=max_model_len,
         max_num_seqs=max_num_seqs,
