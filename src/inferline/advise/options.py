@@ -170,7 +170,7 @@ def evaluate(
     ttft: bool = True,
 ) -> list[Option]:
     """Every option for W (its traffic times SCALE), with the constraints applied."""
-    tier = prices.managed_api.reasoning if w.quality is Quality.REASONING else prices.managed_api.chat
+    tier = prices.managed_api.reasoning if w.quality == Quality.REASONING else prices.managed_api.chat
     opts = [
         dedicated(w, prices, gpu_cap, gpu_profile, scale=scale, ttft=ttft),
         dedicated(w, prices, gpu_cap, gpu_profile, scale=scale, with_proxy=True, ttft=ttft),
@@ -185,8 +185,8 @@ def evaluate(
             if w.compliance:
                 o.against.append("prompts leave your network (compliance)")
         if o.key == "managed-api":
-            o.notes.append(f"{'reasoning' if w.quality is Quality.REASONING else 'chat'} tier")
-        if w.quality is Quality.REASONING:
+            o.notes.append(f"{'reasoning' if w.quality == Quality.REASONING else 'chat'} tier")
+        if w.quality == Quality.REASONING:
             if o.key == "edge-llamacpp":
                 o.against.append("a small quantized model: not for reasoning (keep FP16/BF16 for reasoning)")
             if o.key in ("dedicated-vllm", "vllm-proxy", "serverless") and gpu_profile.name in _CHAT_TIER_PROFILES:
