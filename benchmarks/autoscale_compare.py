@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _autoscale import RESULTS, git_commit, machine, md_table, now_iso, rich_table, write_results
 from rich.console import Console
 
-from inferline.autoscale.cli import _autoscaler
+from inferline.autoscale.configs import resolve_autoscaler
 from inferline.autoscale.des import SimRun, SimSettings, Simulation
 from inferline.autoscale.hpa import K8S_VERSION
 from inferline.autoscale.lifecycle import Dist
@@ -63,7 +63,7 @@ def one(
         TrafficShape.parse(spec), duration, Dist("lognormal", 512, 0.5), Dist("lognormal", 256, 0.5), seed=7
     )
     tr = tr.clipped(H100_LLAMA8B.max_model_len)
-    cfg = _autoscaler(name, 192)
+    cfg = resolve_autoscaler(name, 192)
     run: SimRun = Simulation(tr, cfg, SimSettings(H100_LLAMA8B, seed=7)).run()
     s = summarize(run)
     s["trace"] = trace

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from inferline.autoscale.lifecycle import Dist
+from inferline.autoscale.dist import Dist
 
 __all__ = ["Quality", "Workload", "WorkloadError", "load_workload"]
 

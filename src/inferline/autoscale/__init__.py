@@ -4,3 +4,5 @@ discrete-event simulator of traffic, gateway, SIMULATED engines, pods and metric
 The controller is usable on its own: `HorizontalController(spec).reconcile(now_s, ScaleTarget(...), metrics)`
 with any `MetricsClient` (the simulator's, or one backed by Prometheus queries).
 """
+
+K8S_VERSION = "v1.34"  # the Kubernetes release whose HPA controller hpa.py reproduces

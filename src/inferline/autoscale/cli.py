@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated
 
 import typer
-import yaml
-from rich.console import Console
 
-from inferline.autoscale.collect import CollectionConfig
-from inferline.autoscale.configs import PRESET_HELP, PRESETS, AutoscalerConfig, load_autoscaler, manifest
-from inferline.autoscale.des import SimRun, SimSettings, Simulation
-from inferline.autoscale.hpa import K8S_VERSION, ControllerConfig
-from inferline.autoscale.lifecycle import Dist, PodTimings
-from inferline.autoscale.profiles import ProfileError, load_profile
-from inferline.autoscale.report import print_compare, print_summary, rank, run_json, summarize, write_json
-from inferline.autoscale.spec import HPASpec, MetricSourceType, MetricSpec, MetricTargetType, SpecError
-from inferline.autoscale.traffic import SHAPES, Traffic, TrafficError, TrafficShape, load_trace, synthesize
-from inferline.config import AdmissionConfig, ConfigError, QueuePolicy, load_config
+from inferline.autoscale import K8S_VERSION
+from inferline.autoscale.presets import PRESET_HELP
+from inferline.config import QueuePolicy
 
 __all__ = ["app"]
 
@@ -40,15 +29,6 @@ _TRAFFIC_HELP = (
     "`inferline bench` .json saved with --save-requests."
 )
 _DIST = "Seconds: N, uniform:LO:HI, normal:MEAN:SD, lognormal:MEAN:CV or exp:MEAN."
-
-
-class _Fail(Exception):
-    pass
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 @app.command("simulate")
@@ -165,153 +145,10 @@ def simulate(
     Nothing here runs a model or a cluster: engines are inferline.sim's performance profiles, pods start and
     drain with the timings given, metrics travel exporter -> Prometheus -> adapter with their delays.
     """
-    logging.basicConfig(level=logging.WARNING)
-    console = Console() if sys.stdout.isatty() else Console(width=160)  # tables readable in logs and pipes
-    try:
-        prof = load_profile(profile).with_overrides(max_num_seqs=max_num_seqs, kv_blocks=kv_blocks)
-        slots = max(1, round(0.75 * prof.max_num_seqs))
-        for f in hpa or []:
-            if not f.is_file():
-                raise _Fail(f"--hpa {f}: no such file")
-        items = [*(str(p) for p in hpa or []), *(preset or [])]
-        if compare:
-            items += [c.strip() for c in compare.split(",") if c.strip()]
-        if not items:
-            items = ["seed"]
-        configs = [_autoscaler(item, slots) for item in items]
-        names = [c.name for c in configs]
-        if len(set(names)) != len(names):
-            configs = [_renamed(c, f"{c.name}#{i + 1}") for i, c in enumerate(configs)]
-        timings = PodTimings(
-            schedule=Dist.parse(schedule_time, "--schedule-time"),
-            pull=Dist.parse(pull_time, "--pull-time"),
-            load=Dist.parse(load_time, "--load-time"),
-            probe_period_s=probe_period,
-            discovery_s=discovery_delay,
-            drain_grace_s=drain_grace,
-        )
-        admission = _admission(config, queue_max_depth, queue_timeout, queue_policy)
-        tr = _traffic(traffic, duration, prompt_tokens, output_tokens, seed)
-        fits = tr.clipped(min(prof.max_model_len, prof.kv_tokens))
-        if len(fits) < len(tr):
-            console.print(
-                f"[yellow]note:[/] {len(tr) - len(fits)} requests longer than the engine's context were dropped"
-            )
-        if not len(fits):
-            raise _Fail(f"no request of the traffic fits the engine's context ({prof.max_model_len} tokens)")
-        settings = SimSettings(
-            profile=prof,
-            admission=admission,
-            kv_admit_ratio=kv_admit_ratio,
-            timings=timings,
-            controller=ControllerConfig(
-                sync_period, tolerance, downscale_stabilization, configurable_tolerance=configurable_tolerance
-            ),
-            collection=CollectionConfig(scrape_interval, dcgm_interval, 1.0, adapter_delay),
-            initial_replicas=initial_replicas,
-            slo_ttft_s=slo_ttft / 1000.0,
-            seed=seed,
-        )
-    except (SpecError, TrafficError, ProfileError, ConfigError, ValueError, _Fail) as exc:
-        _fail(str(exc))
-    runs: list[SimRun] = []
-    summaries: list[dict[str, Any]] = []
-    for cfg in configs:
-        if not quiet:
-            console.print(f"[dim]simulating {cfg.name}: {cfg.describe()} ...[/]")
-        run = Simulation(fits, cfg, settings).run()
-        runs.append(run)
-        s = summarize(run)
-        summaries.append(s)
-        if not quiet or len(configs) == 1:
-            print_summary(console, s)
-    if len(configs) > 1:
-        print_compare(console, summaries)
-    if out is not None:
-        _write(out, runs, summaries, bin_seconds, console)
+    options = dict(locals())  # every option, before anything else is bound here
+    from inferline.autoscale.command import simulate as run
 
-
-def _autoscaler(item: str, slots: int) -> AutoscalerConfig:
-    if item.startswith("static:"):
-        try:
-            n = int(item.split(":", 1)[1])
-        except ValueError:
-            raise SpecError(f"{item}: static:N needs a whole number of replicas") from None
-        if n < 1:
-            raise SpecError(f"{item}: static:N needs N >= 1")
-        spec = HPASpec(
-            n,
-            n,
-            (MetricSpec(MetricSourceType.EXTERNAL, "inferline_queue_depth", MetricTargetType.AVERAGE_VALUE, 1000),),
-            name=item,
-        )
-        return AutoscalerConfig(item, hpa=spec, source="fixed replicas")
-    if item not in PRESETS and not Path(item).exists():
-        raise SpecError(f"{item!r} is neither a preset ({', '.join(PRESETS)}, static:N) nor a file")
-    return load_autoscaler(item, slots)
-
-
-def _renamed(c: AutoscalerConfig, name: str) -> AutoscalerConfig:
-    return AutoscalerConfig(name, c.hpa, c.keda, c.source, c.values)
-
-
-def _admission(
-    path: Path | None, depth: int | None, timeout: float | None, policy: QueuePolicy | None
-) -> AdmissionConfig:
-    base = load_config(path).admission if path is not None else AdmissionConfig()
-    updates: dict[str, Any] = {}
-    if depth is not None:
-        updates["queue_max_depth"] = depth
-    if timeout is not None:
-        updates["queue_timeout_s"] = timeout
-    if policy is not None:
-        updates["policy"] = policy
-    return base.model_copy(update=updates) if updates else base
-
-
-def _traffic(spec: str, duration: float | None, prompt: str, output: str, seed: int) -> Traffic:
-    if spec.split(":", 1)[0] not in SHAPES:
-        tr = load_trace(Path(spec))
-        if duration is not None:
-            keep = tr.arrival_s < duration
-            tr = Traffic(
-                tr.arrival_s[keep],
-                tr.prompt_tokens[keep],
-                tr.output_tokens[keep],
-                tr.max_tokens[keep],
-                tr.source,
-                duration,
-            )
-            if not len(tr):
-                raise TrafficError(f"trace {spec} has no requests in the first {duration:g} s")
-        return tr
-    return synthesize(
-        TrafficShape.parse(spec),
-        duration if duration is not None else 1800.0,
-        Dist.parse(prompt, "--prompt-tokens"),
-        Dist.parse(output, "--output-tokens"),
-        seed,
-    )
-
-
-def _write(out: Path, runs: list[SimRun], summaries: list[dict[str, Any]], bin_s: float, console: Console) -> None:
-    from inferline.autoscale.plots import compare_plot, run_plot, slug
-
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for run in runs:
-        written.append(run_plot(run, out / f"{slug(run.autoscaler.name)}.png", bin_s))
-    if len(runs) > 1:
-        written.append(compare_plot(runs, out / "compare.png", bin_s))
-    payload = {
-        "schema": "inferline.autoscale/1",
-        "kubernetes": K8S_VERSION,
-        "ranking": [s["name"] for s in rank(summaries)],
-        "runs": [run_json(r, s, bin_s) for r, s in zip(runs, summaries, strict=True)],
-    }
-    write_json(out / "results.json", payload)
-    written.append(out / "results.json")
-    console.print("wrote " + ", ".join(str(p) for p in written))
+    run(**options)
 
 
 @app.command("render")
@@ -329,8 +166,7 @@ def render(
 ) -> None:
     """Print the autoscaling/v2 HorizontalPodAutoscaler (or KEDA ScaledObject) that SOURCE stands for, as YAML:
     what `simulate` models, ready for kubectl apply."""
-    try:
-        cfg = _autoscaler(source, max(1, round(0.75 * max_num_seqs)))
-    except SpecError as exc:
-        _fail(str(exc))
-    typer.echo(yaml.safe_dump(manifest(cfg, target), sort_keys=False), nl=False)
+    options = dict(locals())  # every option, before anything else is bound here
+    from inferline.autoscale.command import render as run
+
+    run(**options)

@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from inferline.autoscale.keda import KedaSpec, PrometheusTrigger, parse_scaled_object
+from inferline.autoscale.presets import PRESETS
 from inferline.autoscale.quantity import format_milli, parse_milli
 from inferline.autoscale.sources import parse_query, resolve_metric
 from inferline.autoscale.spec import (
@@ -51,7 +52,7 @@ from inferline.autoscale.spec import (
     parse_hpa,
 )
 
-__all__ = ["PRESETS", "AutoscalerConfig", "from_values", "load_autoscaler", "manifest"]
+__all__ = ["AutoscalerConfig", "from_values", "load_autoscaler", "manifest", "resolve_autoscaler", "static"]
 
 _VALUE_KEYS = {
     "enabled",
@@ -83,51 +84,6 @@ _TARGETS = {
         MetricSourceType.EXTERNAL,
         "sum(rate(inferline_requests_total[1m]))",
     ),
-}
-
-# Named configurations for --compare; "{slots}" is 75% of the engine profile's max_num_seqs.
-PRESETS: dict[str, dict[str, Any]] = {
-    "seed": {  # the seed note: scale up at 75% GPU utilization, down at 30% after 300 s
-        "minReplicas": 2,
-        "maxReplicas": 10,
-        "targetGPUUtilization": 75,
-        "scaleDownUtilization": 30,
-        "scaleDownStabilizationSeconds": 300,
-    },
-    "gpu": {"minReplicas": 2, "maxReplicas": 10, "targetGPUUtilization": 75},
-    "queue": {"minReplicas": 2, "maxReplicas": 10, "targetQueueDepth": 5, "scaleDownStabilizationSeconds": 300},
-    "kv": {"minReplicas": 2, "maxReplicas": 10, "targetKVCacheUsage": 0.3, "scaleDownStabilizationSeconds": 300},
-    "running": {
-        "minReplicas": 2,
-        "maxReplicas": 10,
-        "targetRunningRequests": "{slots}",
-        "scaleDownStabilizationSeconds": 300,
-    },
-    "running+queue": {
-        "minReplicas": 2,
-        "maxReplicas": 10,
-        "targetRunningRequests": "{slots}",
-        "targetQueueDepth": 5,
-        "scaleDownStabilizationSeconds": 300,
-    },
-    "keda-queue": {
-        "engine": "keda",
-        "minReplicas": 2,
-        "maxReplicas": 10,
-        "targetRunningRequests": "{slots}",
-        "targetQueueDepth": 5,
-        "scaleDownStabilizationSeconds": 300,
-        "keda": {"pollingInterval": 30, "cooldownPeriod": 300},
-    },
-}
-PRESET_HELP = {
-    "seed": "GPU util 75%, scale down below 30% after 300 s (the seed note)",
-    "gpu": "GPU util 75% (plain HPA target)",
-    "queue": "gateway queue depth 5 per replica",
-    "kv": "engine KV-cache use 0.3",
-    "running": "running requests per engine at 75% of max_num_seqs",
-    "running+queue": "running requests (75% of slots) and gateway queue depth 5",
-    "keda-queue": "running+queue through KEDA (30 s polling)",
 }
 
 
@@ -322,6 +278,29 @@ def load_autoscaler(item: str, slots: int = 192) -> AutoscalerConfig:
     except SpecError as exc:
         raise SpecError(f"{path}: {exc}") from None
     raise SpecError(f"{path}: no HorizontalPodAutoscaler, ScaledObject or `autoscaling:` values in it")
+
+
+def static(n: int, name: str | None = None) -> AutoscalerConfig:
+    """N fixed replicas (an HPA with minReplicas = maxReplicas = N never changes the count)."""
+    metric = MetricSpec(MetricSourceType.EXTERNAL, "inferline_queue_depth", MetricTargetType.AVERAGE_VALUE, 1000)
+    return AutoscalerConfig(
+        name or f"static:{n}", hpa=HPASpec(n, n, (metric,), name=name or f"static-{n}"), source="fixed replicas"
+    )
+
+
+def resolve_autoscaler(item: str, slots: int = 192) -> AutoscalerConfig:
+    """A preset, `static:N`, or a YAML file (see load_autoscaler)."""
+    if item.startswith("static:"):
+        try:
+            n = int(item.split(":", 1)[1])
+        except ValueError:
+            raise SpecError(f"{item}: static:N needs a whole number of replicas") from None
+        if n < 1:
+            raise SpecError(f"{item}: static:N needs N >= 1")
+        return static(n, item)
+    if item not in PRESETS and not Path(item).exists():
+        raise SpecError(f"{item!r} is neither a preset ({', '.join(PRESETS)}, static:N) nor a file")
+    return load_autoscaler(item, slots)
 
 
 def _int(v: Any, where: str) -> int:

@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from inferline.autoscale import K8S_VERSION
 from inferline.autoscale.replica import (
     MetricUnavailable,
     PodInfo,
@@ -56,7 +57,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-K8S_VERSION = "v1.34"
 SCALE_UP_LIMIT_FACTOR = 2.0  # behaviour-less path: at most double ...
 SCALE_UP_LIMIT_MINIMUM = 4.0  # ... or 4, whichever is more, per pass
 
