@@ -208,8 +208,10 @@ class Simulation:
         self._push(s.probe_s, _PROBE, None)
         arrivals = self.traffic.arrival_s
         n = arrivals.size
-        hard_end = float(arrivals[-1]) + s.tail_s if n else s.tail_s
         self.end_s = max(self.traffic.duration_s, float(arrivals[-1]) if n else 0.0)
+        # run to the end of the traffic's duration (scale-downs happen after the last arrival), and give
+        # requests still in flight at most tail_s after the last arrival
+        hard_end = max(self.end_s, (float(arrivals[-1]) if n else 0.0) + s.tail_s)
         i = 0
         heap = self.heap
         while True:
