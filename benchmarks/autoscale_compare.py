@@ -14,9 +14,10 @@ Configurations (`inferline autoscale render NAME` prints each as a manifest):
   queue          External inferline_queue_depth 5 per replica, 300 s down window
   kv             Pods vllm:kv_cache_usage_perc 0.3, 300 s down window
   running        Pods vllm:num_requests_running 192 (75% of 256 slots), 300 s down window
-  running+queue  both of the above
+  running-low    Pods vllm:num_requests_running 96 (37.5% of the slots: headroom for ramps), 300 s down window
+  running+queue  running (192) and queue
   keda-queue     running+queue through KEDA (30 s polling)
-  static:4       four replicas, no autoscaling (reference)
+  static:6       six replicas, no autoscaling: a fleet sized for the 80 req/s peak (reference)
 
     .venv/bin/python benchmarks/autoscale_compare.py [--quick] [--jobs 2] [--only spike|diurnal]
 """
@@ -44,7 +45,7 @@ from inferline.autoscale.report import rank, summarize
 from inferline.autoscale.traffic import TrafficShape, synthesize
 from inferline.sim.profiles import H100_LLAMA8B
 
-CONFIGS = ("seed", "gpu", "queue", "kv", "running", "running+queue", "keda-queue", "static:4")
+CONFIGS = ("seed", "gpu", "queue", "kv", "running", "running-low", "running+queue", "keda-queue", "static:6")
 TRACES = {
     "spike": ("spike:base=20,peak=80,at=600,for=900", 2400.0),
     "diurnal": ("diurnal:base=5,peak=80,period=3600", 3600.0),
@@ -63,7 +64,7 @@ def one(
         TrafficShape.parse(spec), duration, Dist("lognormal", 512, 0.5), Dist("lognormal", 256, 0.5), seed=7
     )
     tr = tr.clipped(H100_LLAMA8B.max_model_len)
-    cfg = resolve_autoscaler(name, 192)
+    cfg = resolve_autoscaler(name, H100_LLAMA8B.max_num_seqs)
     run: SimRun = Simulation(tr, cfg, SimSettings(H100_LLAMA8B, seed=7)).run()
     s = summarize(run)
     s["trace"] = trace

@@ -51,7 +51,7 @@ def sweep(load_times: list[float], pull_s: float, duration: float) -> list[dict[
     tr = synthesize(TrafficShape.parse(TRAFFIC), duration, Dist("fixed", 512), Dist("fixed", 256), seed=1)
     rows: list[dict[str, Any]] = []
     for name in CONFIGS:
-        cfg = load_autoscaler(name, slots=192)
+        cfg = load_autoscaler(name, H100_LLAMA8B.max_num_seqs)
         for load in load_times:
             timings = PodTimings(Dist("fixed", 2.0), Dist("fixed", pull_s), Dist("fixed", load), 5.0, 2.0, 30.0)
             t0 = time.perf_counter()

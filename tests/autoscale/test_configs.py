@@ -141,9 +141,9 @@ def test_quantities_round_up_to_milli_like_kubernetes() -> None:
 
 def test_every_preset_is_valid_and_named_targets_map_to_metrics() -> None:
     for name in PRESETS:
-        cfg = load_autoscaler(name, slots=192)
+        cfg = load_autoscaler(name)
         assert cfg.max_replicas == 10 and cfg.min_replicas == 2, name
-    running = load_autoscaler("running", slots=6)
+    running = load_autoscaler("running", max_num_seqs=8)
     assert running.hpa is not None and running.hpa.metrics[0].target == 6000
 
 
@@ -159,7 +159,7 @@ def test_values_errors_are_one_line_and_name_the_key() -> None:
 
 
 def test_keda_values_make_a_scaled_object_with_prometheus_triggers() -> None:
-    cfg = from_values(PRESETS["keda-queue"], "k", slots=192)
+    cfg = from_values(PRESETS["keda-queue"], "k")
     assert cfg.keda is not None
     queries = [t.query for t in cfg.keda.triggers]
     assert queries == ["sum(inferline_queue_depth)", "sum(vllm:num_requests_running)"]

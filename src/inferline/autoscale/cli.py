@@ -161,7 +161,7 @@ def render(
     ] = "seed",
     target: Annotated[str, typer.Option(help="Name of the Deployment the autoscaler scales.")] = "inferline-engine",
     max_num_seqs: Annotated[
-        int, typer.Option(help="Engine max_num_seqs, for presets that target 75% of the slots.", min=1)
+        int, typer.Option(help="Engine max_num_seqs, for presets whose targets are a share of it.", min=1)
     ] = 256,
 ) -> None:
     """Print the autoscaling/v2 HorizontalPodAutoscaler (or KEDA ScaledObject) that SOURCE stands for, as YAML:

@@ -75,7 +75,6 @@ def simulate(
     console = Console() if sys.stdout.isatty() else Console(width=160)  # tables readable in logs and pipes
     try:
         prof = load_profile(profile).with_overrides(max_num_seqs=max_num_seqs, kv_blocks=kv_blocks)
-        slots = max(1, round(0.75 * prof.max_num_seqs))
         for f in hpa or []:
             if not f.is_file():
                 raise _Fail(f"--hpa {f}: no such file")
@@ -84,7 +83,7 @@ def simulate(
             items += [c.strip() for c in compare.split(",") if c.strip()]
         if not items:
             items = ["seed"]
-        configs = [resolve_autoscaler(item, slots) for item in items]
+        configs = [resolve_autoscaler(item, prof.max_num_seqs) for item in items]
         names = [c.name for c in configs]
         if len(set(names)) != len(names):
             configs = [_renamed(c, f"{c.name}#{i + 1}") for i, c in enumerate(configs)]
@@ -202,7 +201,7 @@ def _write(out: Path, runs: list[SimRun], summaries: list[dict[str, Any]], bin_s
 
 def render(source: Any, target: Any, max_num_seqs: Any) -> None:
     try:
-        cfg = resolve_autoscaler(source, max(1, round(0.75 * max_num_seqs)))
+        cfg = resolve_autoscaler(source, max_num_seqs)
     except SpecError as exc:
         _fail(str(exc))
     typer.echo(yaml.safe_dump(manifest(cfg, target), sort_keys=False), nl=False)

@@ -28,6 +28,7 @@ advanced.horizontalPodAutoscalerConfig.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,7 @@ class AutoscalerConfig:
         return f"HPA {metrics}, {h.min_replicas}-{h.max_replicas}{extra}"
 
 
-def from_values(values: dict[str, Any], name: str = "values", slots: int = 192) -> AutoscalerConfig:
+def from_values(values: dict[str, Any], name: str = "values", max_num_seqs: int = 256) -> AutoscalerConfig:
     """The chart's `autoscaling` values (or a document holding them under `autoscaling:`) -> a config."""
     block = values.get("autoscaling", values) if isinstance(values, dict) else values
     if not isinstance(block, dict):
@@ -162,7 +163,7 @@ def from_values(values: dict[str, Any], name: str = "values", slots: int = 192) 
         raise SpecError(f"autoscaling.{unknown[0]}: unknown key; known: {', '.join(sorted(_VALUE_KEYS))}")
     if block.get("enabled") is False:
         raise SpecError("autoscaling.enabled is false: nothing to simulate (use --replicas for a fixed fleet)")
-    block = {k: (slots if v == "{slots}" else v) for k, v in block.items()}
+    block = {k: _placeholder(v, max_num_seqs) for k, v in block.items()}
     engine = block.get("engine", "hpa")
     if engine not in ("hpa", "keda"):
         raise SpecError(f"autoscaling.engine: hpa or keda; got {engine!r}")
@@ -246,10 +247,10 @@ def _behavior_from_values(block: dict[str, Any]) -> Behavior | None:
     return Behavior(up, down)
 
 
-def load_autoscaler(item: str, slots: int = 192) -> AutoscalerConfig:
+def load_autoscaler(item: str, max_num_seqs: int = 256) -> AutoscalerConfig:
     """A preset name, or a YAML file: an HPA manifest, a KEDA ScaledObject, or Helm values (autoscaling:)."""
     if item in PRESETS:
-        cfg = from_values(PRESETS[item], item, slots)
+        cfg = from_values(PRESETS[item], item, max_num_seqs)
         return AutoscalerConfig(cfg.name, cfg.hpa, cfg.keda, f"preset {item}", cfg.values)
     path = Path(item)
     if not path.exists():
@@ -270,10 +271,10 @@ def load_autoscaler(item: str, slots: int = 192) -> AutoscalerConfig:
             return AutoscalerConfig(name, hpa=parse_hpa(by_kind["HorizontalPodAutoscaler"]), source=str(path))
         doc = docs[0]
         if isinstance(doc, dict) and "autoscaling" in doc:
-            cfg = from_values(doc, name, slots)
+            cfg = from_values(doc, name, max_num_seqs)
             return AutoscalerConfig(name, cfg.hpa, cfg.keda, str(path), cfg.values)
         if isinstance(doc, dict) and ("maxReplicas" in doc or "targetGPUUtilization" in doc):
-            cfg = from_values(doc, name, slots)
+            cfg = from_values(doc, name, max_num_seqs)
             return AutoscalerConfig(name, cfg.hpa, cfg.keda, str(path), cfg.values)
     except SpecError as exc:
         raise SpecError(f"{path}: {exc}") from None
@@ -288,7 +289,7 @@ def static(n: int, name: str | None = None) -> AutoscalerConfig:
     )
 
 
-def resolve_autoscaler(item: str, slots: int = 192) -> AutoscalerConfig:
+def resolve_autoscaler(item: str, max_num_seqs: int = 256) -> AutoscalerConfig:
     """A preset, `static:N`, or a YAML file (see load_autoscaler)."""
     if item.startswith("static:"):
         try:
@@ -300,7 +301,16 @@ def resolve_autoscaler(item: str, slots: int = 192) -> AutoscalerConfig:
         return static(n, item)
     if item not in PRESETS and not Path(item).exists():
         raise SpecError(f"{item!r} is neither a preset ({', '.join(PRESETS)}, static:N) nor a file")
-    return load_autoscaler(item, slots)
+    return load_autoscaler(item, max_num_seqs)
+
+
+_SEQS = re.compile(r"^\{seqs\*([0-9.]+)\}$")
+
+
+def _placeholder(v: Any, max_num_seqs: int) -> Any:
+    """ "{seqs*0.75}" (in presets) -> 75% of the engine's max_num_seqs, at least 1."""
+    m = _SEQS.match(v) if isinstance(v, str) else None
+    return max(1, round(float(m.group(1)) * max_num_seqs)) if m else v
 
 
 def _int(v: Any, where: str) -> int:
