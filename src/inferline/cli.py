@@ -155,6 +155,8 @@ def _mount_optional() -> None:
         ("inferline.bench.cli", "bench"),
         ("inferline.observe.cli", "observe"),
         ("inferline.observe.top", "top"),
+        ("inferline.autoscale.cli", "autoscale"),
+        ("inferline.advise.cli", "advise"),
     ):
         try:
             mod = __import__(module, fromlist=["app"])

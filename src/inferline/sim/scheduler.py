@@ -15,6 +15,7 @@ This module is synchronous and owns all the state; `engine.py` drives it in time
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
@@ -24,6 +25,7 @@ from inferline.sim.prefix_cache import PrefixCache
 from inferline.sim.profiles import Profile
 
 __all__ = [
+    "DecodeRun",
     "FCFSQueue",
     "KvOccupancy",
     "PriorityQueue",
@@ -212,6 +214,42 @@ class KvOccupancy:
         return self.wasted_tokens / self.capacity_tokens if self.capacity_tokens else 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class DecodeRun:
+    """`steps` back-to-back steps in which every running request decodes one token and nothing else happens:
+    no admission, no prefill, no preemption, and no request finishes before the last step. The batch is
+    the same in each; only the context grows by `seqs` tokens a step, so step j (from 0) takes
+    first_step_s + j * growth_s. Used by clock-free simulators to jump over such stretches exactly."""
+
+    seqs: int
+    kv_tokens: int  # context tokens the first step attends over
+    steps: int
+    first_step_s: float
+    growth_s: float
+
+    def elapsed_s(self, steps: int) -> float:
+        """Model time of the first STEPS steps."""
+        return steps * self.first_step_s + self.growth_s * steps * (steps - 1) / 2
+
+    def steps_within(self, elapsed_s: float) -> int:
+        """How many whole steps end within ELAPSED_S (0..steps)."""
+        if elapsed_s <= 0:
+            return 0
+        a, b = self.growth_s / 2, self.first_step_s - self.growth_s / 2
+        if a > 0:
+            j = int((-b + math.sqrt(b * b + 4 * a * elapsed_s)) / (2 * a))
+        elif b > 0:
+            j = int(elapsed_s / b)
+        else:
+            return self.steps
+        j = max(0, min(self.steps, j))
+        while j > 0 and self.elapsed_s(j) > elapsed_s:  # float safety at the boundaries
+            j -= 1
+        while j < self.steps and self.elapsed_s(j + 1) <= elapsed_s:
+            j += 1
+        return j
+
+
 class Scheduler:
     """The engine's state: one owner, no awaits. `schedule()` plans a step, `complete()` applies it."""
 
@@ -353,6 +391,78 @@ class Scheduler:
         if finished:
             self.running = [r for r in self.running if r.state is RequestState.RUNNING]
         return emitted
+
+    # -- pure-decode runs (for clock-free simulators) -------------------------------------------------------
+
+    def decode_run(self) -> DecodeRun | None:
+        """The longest stretch of steps from now that `schedule()`/`complete()` would run as pure decode
+        (see DecodeRun), or None if the next step is anything else. Needs no prefix cache."""
+        running = self.running
+        n = len(running)
+        if not n or self.prefix_cache is not None or n > self.profile.max_num_batched_tokens:
+            return None
+        if len(self.waiting) > 0 and n < self.profile.max_num_seqs:
+            return None  # the next step may admit
+        steps = 1 << 62
+        kv = 0
+        for req in reversed(running):  # the newest (most likely still prefilling) first: fail fast
+            if req.num_output < 1 or req.prompt_tokens + req.num_output - req.num_computed != 1:
+                return None
+            left = req.output_len - req.num_output
+            if left < steps:
+                steps = left
+            kv += req.num_computed
+        if steps < 1:
+            return None
+        bs = self.block_size
+        free = self.free_blocks
+
+        def blocks_needed(k: int) -> int:
+            return sum(max(0, -(-(r.num_computed + k) // bs) - r.num_blocks) for r in running)
+
+        # n x (steps // bs + 1) bounds the blocks the run can need; only near a full cache count exactly
+        if n * (steps // bs + 1) > free and blocks_needed(steps) > free:  # short before the first finish
+            lo, hi = 0, steps
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if blocks_needed(mid) <= free:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            steps = lo
+            if steps < 1:
+                return None
+        p = self.profile
+        first = p.step_base_s + p.decode_seq_s * n + p.kv_token_s * kv
+        return DecodeRun(n, kv, steps, first, p.kv_token_s * n)
+
+    def apply_decode_run(self, steps: int, now_s: float) -> list[SimRequest]:
+        """Apply the first STEPS steps of `decode_run()` at once (now_s: when the last one ends).
+
+        Every running request gets STEPS tokens; returns the requests that finished (only possible when
+        STEPS is the whole run). Same end state as that many schedule()/complete() pairs."""
+        bs = self.block_size
+        finished: list[SimRequest] = []
+        for req in self.running:
+            req.num_computed += steps
+            req.num_output += steps
+            need = -(-req.num_computed // bs) - req.num_blocks
+            if need > 0:
+                self.free_blocks -= need
+                req.num_blocks += need
+            if req.num_output >= req.output_len:
+                req.finish_reason = "length" if req.num_output >= req.max_tokens else "stop"
+                req.state = RequestState.FINISHED
+                req.finish_s = now_s
+                finished.append(req)
+                if self.trace is not None:
+                    self.trace.append(f"finish {req.seq} {req.finish_reason} {req.num_output}")
+        if finished:
+            for req in finished:
+                self._free(req)
+            self.running = [r for r in self.running if r.state is RequestState.RUNNING]
+        assert self.free_blocks >= 0
+        return finished
 
     # -- internals -------------------------------------------------------------------------------------------
 
