@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import pytest
 from pydantic import ValidationError
@@ -16,7 +17,7 @@ NAME = "smollm2-engine.inference.svc.cluster.local"
 
 
 @pytest.fixture
-def dns_server() -> TestDnsServer:
+def dns_server() -> Iterator[TestDnsServer]:
     with TestDnsServer() as server:
         yield server
 
