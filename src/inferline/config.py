@@ -15,6 +15,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from inferline.backends.discovery import DiscoveryConfig  # deploy branch: discovery wiring (lead to re-do)
+from inferline.deploy.config import DeployConfig
 from inferline.limits.config import CacheConfig, LimitsConfig
 
 __all__ = [
@@ -147,7 +149,15 @@ class BackendConfig(_Section):
 
 class ModelConfig(_Section):
     name: str = Field(..., min_length=1, max_length=128, description="Model name clients send as `model`.")
-    backends: list[BackendConfig] = Field(..., min_length=1, description="Engines that serve this model.")
+    backends: list[BackendConfig] = Field(
+        default_factory=list, description="Engines that serve this model (at least one, unless `discovery` is set)."
+    )
+    # deploy branch: discovery wiring (lead to re-do) -------------------------------------------------------------
+    discovery: DiscoveryConfig | None = Field(
+        None,
+        description="Find this model's engines by DNS (a headless Service), re-resolved every interval_s; "
+        "they join after a health check and a load poll, and drain when they leave.",
+    )
     fallback: list[str] = Field(
         default_factory=list,
         description="Models to try, in order, when every backend of this one is down.",
@@ -158,6 +168,12 @@ class ModelConfig(_Section):
         description="Context length (prompt + output). Default: the embedded engine's ctx_per_slot, "
         "else the engine's max_model_len, else unchecked at the gateway.",
     )
+
+    @model_validator(mode="after")
+    def _some_engine(self) -> ModelConfig:  # deploy branch: discovery wiring (lead to re-do)
+        if not self.backends and self.discovery is None:
+            raise ValueError(f"model {self.name!r} needs `backends` (at least one) or `discovery`")
+        return self
 
 
 class Balancer(StrEnum):
@@ -296,6 +312,9 @@ class InferlineConfig(_Section):
             )
         ],
         description="Models served and their backends. Default: SmolLM2 on the embedded engine.",
+    )
+    deploy: DeployConfig | None = Field(
+        None, description="Kubernetes deployment (`inferline deploy render`); the gateway ignores it."
     )
 
     @model_validator(mode="after")
