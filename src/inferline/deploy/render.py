@@ -18,6 +18,10 @@ from typing import Any
 from inferline.backends.discovery import valid_dns_name
 from inferline.config import BackendConfig, BackendKind, InferlineConfig, ModelConfig
 from inferline.deploy.config import (
+    GATEWAY_QUEUE_TARGET,
+    GPU_UTIL_SCALE_UP,
+    KV_USAGE_TARGET,
+    QUEUE_DEPTH_TARGET,
     AutoscalingConfig,
     AutoscalingMode,
     CacheVolume,
@@ -72,8 +76,9 @@ def _rules(r: ScalingRules) -> dict[str, Any]:
 
 
 def _autoscaling(a: AutoscalingConfig) -> dict[str, Any]:
-    def metric(target: float | None, **extra: Any) -> dict[str, Any]:
-        return {"enabled": target is not None, "target": target if target is not None else 0, **extra}
+    def metric(target: float | None, default: float, **extra: Any) -> dict[str, Any]:
+        # a metric not used keeps a valid figure, so switching it on in an override is one key
+        return {"enabled": target is not None, "target": target if target is not None else default, **extra}
 
     return {
         "mode": a.mode.value,
@@ -81,10 +86,12 @@ def _autoscaling(a: AutoscalingConfig) -> dict[str, Any]:
         "minReplicas": a.min_replicas,
         "maxReplicas": a.max_replicas,
         "metrics": {
-            "gpuUtilization": metric(a.gpu_utilization_target, scaleDownBelow=a.gpu_utilization_scale_down or 0),
-            "queueDepth": metric(a.queue_depth_target),
-            "kvCacheUsage": metric(a.kv_cache_usage_target),
-            "gatewayQueue": metric(a.gateway_queue_target),
+            "gpuUtilization": metric(
+                a.gpu_utilization_target, GPU_UTIL_SCALE_UP, scaleDownBelow=a.gpu_utilization_scale_down or 0
+            ),
+            "queueDepth": metric(a.queue_depth_target, QUEUE_DEPTH_TARGET),
+            "kvCacheUsage": metric(a.kv_cache_usage_target, KV_USAGE_TARGET),
+            "gatewayQueue": metric(a.gateway_queue_target, GATEWAY_QUEUE_TARGET),
         },
         "behavior": {"scaleUp": _rules(a.scale_up), "scaleDown": _rules(a.scale_down)},
         "keda": {"pollingIntervalSeconds": a.polling_interval_s},
