@@ -26,7 +26,7 @@ serve: install
 	$(VENV)/bin/inferline serve $(ARGS)
 
 ## test: every tier, each timed — lint, types, Python tests (Redis started by the tests), real vLLM, TypeScript
-test: install
+test: install deploy-tools
 	@set -e; t0=$$(date +%s); \
 	$(MAKE) --no-print-directory lint; t1=$$(date +%s); \
 	$(MAKE) --no-print-directory typecheck; t2=$$(date +%s); \
