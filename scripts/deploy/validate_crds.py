@@ -69,7 +69,7 @@ def main(paths: list[str]) -> int:
             if not isinstance(doc, dict) or (doc.get("apiVersion"), doc.get("kind")) not in MODELS:
                 continue
             checked += 1
-            name = f"{doc['kind']}/{doc.get('metadata', {}).get('name', '?')}"
+            name = f"{Path(path).name}: {doc['kind']}/{doc.get('metadata', {}).get('name', '?')}"
             problems = validate(doc)
             if problems:
                 failed += 1
