@@ -120,6 +120,11 @@ def test_engines_join_and_leave_under_load_and_nothing_is_lost(tmp_path: Path) -
                 dns.set(NAME, hosts[1:])
                 drained_after = wait_until(lambda: gone not in _backends(gateway), timeout=120, interval=0.05)
                 sims.pop(hosts[0]).stop()
+                # its gauges are gone (pod IPs churn); counters keep their history
+                gauge_names = ("inferline_backend_healthy", "inferline_backend_kv", "inferline_backend_requests")
+                text = httpx.get(gateway.url + "/metrics", timeout=5).text
+                gauges = [line for line in text.splitlines() if line.startswith(gauge_names)]
+                assert not [g for g in gauges if f'"{gone}"' in g], gauges
                 figures["scale_down"] = {
                     "engine": hosts[0],
                     "in_flight_when_it_left": in_flight_when_left,

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from prometheus_client import Gauge
+
 from inferline.backends.base import Backend, EngineLoad
 from inferline.backends.discovery import DiscoveryChange, DnsDiscovery
 from inferline.config import BackendConfig, BackendKind, InferlineConfig, RoutingConfig
@@ -369,5 +371,15 @@ class BackendPool:
         with contextlib.suppress(ValueError):
             self.states.remove(s)
         await s.backend.close()
+        self._forget_series(s)
         log.info("backend %s retired", s.name)
         self.on_change()
+
+    def _forget_series(self, s: BackendState) -> None:
+        """Drop a retired backend's gauges: pod IPs come and go, stale series would pile up in /metrics."""
+        values = {"model": s.model, "backend": s.name}
+        for metric in vars(self._metrics).values():
+            names = getattr(metric, "_labelnames", ())
+            if isinstance(metric, Gauge) and "backend" in names and set(names) <= values.keys():
+                with contextlib.suppress(KeyError):
+                    metric.remove(*(values[n] for n in names))
