@@ -10,6 +10,7 @@ $INFERLINE_DISCOVERY_FIGURES (JSON) when set.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -89,7 +90,7 @@ def test_engines_join_and_leave_under_load_and_nothing_is_lost(tmp_path: Path) -
                 assert list(_backends(gateway)) == [f"smollm2@{hosts[0]}:{port}"]
                 out = tmp_path / "bench.json"
                 bench_args = [INFERLINE, "bench", "--url", gateway.url, "--model", "smollm2", "--rate", "6"]
-                bench_args += ["--duration", str(BENCH_S), "--grace", "60", "--input-len", "64", "--output-len", "24"]
+                bench_args += ["--duration", str(BENCH_S), "--grace", "60", "--input-len", "64", "--output-len", "48"]
                 bench_args += ["--seed", "1", "--out", str(out), "--no-progress"]
                 bench = subprocess.Popen(
                     bench_args,
@@ -115,6 +116,9 @@ def test_engines_join_and_leave_under_load_and_nothing_is_lost(tmp_path: Path) -
                 figures["scale_up"] = joins
                 # scale down: the first engine leaves the Service, drains, then is stopped
                 gone = f"smollm2@{hosts[0]}:{port}"
+                # leave while it has streams in flight (the point of draining), if the load gives us one soon
+                with contextlib.suppress(AssertionError):
+                    wait_until(lambda: _backends(gateway)[gone]["in_flight"] > 0, timeout=20, interval=0.01)
                 in_flight_when_left = _backends(gateway)[gone]["in_flight"]
                 left = time.monotonic()
                 dns.set(NAME, hosts[1:])
