@@ -1,13 +1,16 @@
-"""Shared plumbing of the benchmark scripts in this folder (not a benchmark itself).
+"""The one harness behind every script in benchmarks/ (not a benchmark itself).
 
-- `Procs`: start child processes (each in its own process group, output to a log file), wait for
-  them to answer HTTP, read their CPU time from /proc (the whole group: LiteLLM's workers, vLLM's
-  engine processes), and always stop them: at exit, on SIGINT/SIGTERM, and at a hard wall-clock
-  budget (SIGALRM), so a script never leaves anything running.
+- `Stack`: child processes (simulated engines, the gateway, real engines, peers), each in its own
+  process group with output to a log file; waited for over HTTP; CPU time and RSS of the whole group
+  read from /proc (LiteLLM's workers, vLLM's engine processes, gateway workers); always stopped: at
+  exit, on SIGINT/SIGTERM, and when the script's wall-clock budget (SIGALRM) runs out.
+- `Stack.sim` / `Stack.gateway` / `gateway_config`: the usual stack, on free loopback ports.
 - `peer_venv`: a peer (LiteLLM, vllm-router) in its own cached venv under $INFERLINE_CACHE/peers.
-- `bench`: one `inferline.bench` run in this process (the load generator), with the CPU of every
-  process measured over exactly that run.
-- `write_results`: the JSON (machine, date, versions) and the markdown table next to it.
+- `bench` (with CPU of every process over exactly that run) and `load` / `load_sweep` (the bare
+  RunResult): `inferline.bench` in this process, the load generator.
+- `scrape` / `counter` / `hist`: Prometheus text from /metrics, histogram deltas and quantiles.
+- `machine`, `header`, `write_results`, `md_table`, `rich_table`, `fmt`: the outputs under results/
+  (`--quick` runs write NAME.quick.*, git-ignored, never the published numbers).
 
 Only Linux is supported (/proc).
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import math
 import os
 import platform
 import shutil
@@ -41,6 +45,7 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 VENV_BIN = Path(sys.executable).parent
+INFERLINE = str(VENV_BIN / "inferline")
 CACHE = Path(os.environ.get("INFERLINE_CACHE", Path.home() / ".cache" / "inferline"))
 PEERS = CACHE / "peers"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -54,7 +59,7 @@ class BudgetExceeded(Exception):
 
 
 # --------------------------------------------------------------------------------------------
-# /proc
+# /proc and ports
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -107,10 +112,39 @@ def self_cpu_s() -> float:
     return t.user + t.system
 
 
+def machine_busy_s() -> float:
+    """CPU seconds all processes of the machine have used (busy jiffies in /proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / CLK_TCK
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port free now (the kernel's pick)."""
+    return free_ports(1)
+
+
+def free_ports(n: int) -> int:
+    """A base port P such that P..P+n-1 are free now (for `inferline sim --port P --count n`)."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        if n == 1:
+            return base
+        if base + n >= 65000:
+            continue
+        ok = True
+        for p in range(base, base + n):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free port range")
 
 
 def loadavg() -> list[float]:
@@ -141,55 +175,65 @@ class Proc:
         return self.popen.poll() is None
 
     def cpu_s(self) -> float:
+        """CPU seconds of its whole process group (workers, engine subprocesses)."""
         return group_cpu_s(self.pid)
 
     def rss_mb(self) -> float:
         return group_rss_mb(self.pid)
 
-    def log_tail(self, n: int = 25) -> str:
+    def tail(self, n: int = 30) -> str:
         try:
-            lines = self.log.read_text(errors="replace").splitlines()
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return ""
-        return "\n".join(lines[-n:])
+
+    log_tail = tail
 
 
-class Procs:
-    """Every child this script started; stopped in reverse order at exit, signal or budget."""
+class Stack:
+    """Every child process of the script; `stop_all()` runs at exit, on SIGTERM/SIGINT, and at the budget."""
 
     def __init__(self, budget_s: float) -> None:
-        self.items: list[Proc] = []
+        self.expired = False
+        self.procs: list[Proc] = []
         self.logdir = Path(tempfile.mkdtemp(prefix="inferline-bench-"))
         self.deadline = time.monotonic() + budget_s
         atexit.register(self.stop_all)
-        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGALRM, self._on_alarm)
         signal.alarm(max(1, int(budget_s)))
 
-    def _on_signal(self, signum: int, frame: Any) -> None:
+    def _on_term(self, signum: int, frame: Any) -> None:
         self.stop_all()
         raise KeyboardInterrupt
 
     def _on_alarm(self, signum: int, frame: Any) -> None:
+        # Stop the children first: a load run in progress then ends at once (its requests fail), even
+        # where the event loop swallows this exception (uvloop runs signal handlers as callbacks);
+        # `load` and `bench` raise again when they return.
+        self.expired = True
+        self.stop_all()
+        if _STOP is not None and _LOOP is not None:
+            _LOOP.call_soon_threadsafe(_STOP.set)
         raise BudgetExceeded("the script ran past its wall-clock budget; stopping")
+
+    def remaining_s(self) -> float:
+        return self.deadline - time.monotonic()
 
     def start(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Proc:
         log = self.logdir / f"{name}.log"
-        full_env = dict(os.environ)
-        full_env.update(env or {})
-        fh = open(log, "wb")  # noqa: SIM115 - the child owns it
-        popen = subprocess.Popen(
-            list(argv),
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=full_env,
-            cwd=cwd,
-            start_new_session=True,  # own process group: stop() ends its children too
-        )
-        fh.close()
+        with open(log, "ab") as fh:
+            popen = subprocess.Popen(
+                list(argv),
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                cwd=cwd,
+                start_new_session=True,  # own process group: stop() ends its children too
+            )
         p = Proc(name, list(argv), log, popen)
-        self.items.append(p)
+        self.procs.append(p)
         return p
 
     def wait_http(self, p: Proc, url: str, timeout_s: float = 90.0, ok: Iterable[int] = (200,)) -> Proc:
@@ -198,7 +242,7 @@ class Procs:
         ok = tuple(ok)
         while True:
             if not p.alive():
-                raise RuntimeError(f"{p.name} exited with {p.popen.returncode} before it was ready:\n{p.log_tail()}")
+                raise RuntimeError(f"{p.name} exited with {p.popen.returncode} before it was ready:\n{p.tail()}")
             try:
                 with urllib.request.urlopen(url, timeout=2) as r:
                     if r.status in ok:
@@ -209,10 +253,41 @@ class Procs:
             except (OSError, urllib.error.URLError):
                 pass
             if time.monotonic() - t0 > timeout_s:
-                raise RuntimeError(f"{p.name} did not answer {url} within {timeout_s:.0f}s:\n{p.log_tail()}")
-            time.sleep(0.2)
+                raise RuntimeError(f"{p.name} did not answer {url} within {timeout_s:.0f}s:\n{p.tail()}")
+            time.sleep(0.1)
         p.started_s = round(time.monotonic() - t0, 1)
         return p
+
+    def sim(
+        self,
+        name: str = "sim",
+        count: int = 1,
+        profile: str = "instant",
+        *extra: str,
+        max_num_seqs: int | None = None,
+        timeout_s: float = 60.0,
+    ) -> tuple[Proc, list[str]]:
+        """`inferline sim` with COUNT engines on consecutive ports; the process and every engine's base URL."""
+        base = free_ports(count)
+        seqs = ["--max-num-seqs", str(max_num_seqs)] if max_num_seqs else []
+        argv = [INFERLINE, "sim", "--port", str(base), "--count", str(count), "--profile", profile, *seqs, *extra]
+        p = self.start(name, argv)
+        urls = [f"http://127.0.0.1:{base + i}" for i in range(count)]
+        for u in urls:
+            self.wait_http(p, u + "/health", timeout_s)
+        p.url = urls[0]
+        return p, urls
+
+    def gateway(self, name: str, cfg: dict[str, Any], timeout_s: float = 90.0, args: Sequence[str] = ()) -> Proc:
+        """`inferline serve` with this config (YAML in the log folder) on a free port; waits for /ready."""
+        import yaml
+
+        port = free_port()
+        path = self.logdir / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        p = self.start(name, [INFERLINE, "serve", "--config", str(path), "--port", str(port), *args])
+        p.url = f"http://127.0.0.1:{port}"
+        return self.wait_http(p, p.url + "/ready", timeout_s)
 
     def stop(self, p: Proc, grace_s: float = 10.0) -> None:
         if p.popen.poll() is None:
@@ -229,56 +304,38 @@ class Procs:
             time.sleep(0.2)
         with contextlib.suppress(subprocess.TimeoutExpired):
             p.popen.wait(2)
-        if p in self.items:
-            self.items.remove(p)
+        if p in self.procs:
+            self.procs.remove(p)
 
     def stop_all(self) -> None:
         signal.alarm(0)
-        for p in reversed(list(self.items)):
+        for p in reversed(list(self.procs)):
             with contextlib.suppress(Exception):
                 self.stop(p, grace_s=5.0)
 
-    def remaining_s(self) -> float:
-        return self.deadline - time.monotonic()
-
-
-# --------------------------------------------------------------------------------------------
-# the things we run
-
 
 def inferline_cmd(*args: str) -> list[str]:
-    return [str(VENV_BIN / "inferline"), *args]
-
-
-def start_sim(procs: Procs, name: str = "sim", profile: str = "instant", extra: Sequence[str] = ()) -> Proc:
-    port = free_port()
-    p = procs.start(
-        name,
-        inferline_cmd("sim", "--profile", profile, "--port", str(port), "--max-num-seqs", "4096", *extra),
-    )
-    p.url = f"http://127.0.0.1:{port}"
-    return procs.wait_http(p, p.url + "/health", 60)
+    return [INFERLINE, *args]
 
 
 def gateway_config(
-    backends: list[dict[str, Any]], *, log_level: str = "info", model: str = "smollm2"
+    backends: list[dict[str, Any]],
+    *,
+    log_level: str = "info",
+    admission: dict[str, Any] | None = None,
+    routing: dict[str, Any] | None = None,
+    server: dict[str, Any] | None = None,
+    model: str = "smollm2",
 ) -> dict[str, Any]:
-    return {
-        "server": {"host": "127.0.0.1", "log_level": log_level, "shutdown_grace_s": 2},
-        "admission": {"queue_max_depth": 100000},
-        "models": [{"name": model, "backends": backends}],
+    """A gateway config for one model; default settings except an unbounded queue and a short grace."""
+    cfg: dict[str, Any] = {
+        "server": {"host": "127.0.0.1", "log_level": log_level, "shutdown_grace_s": 2, **(server or {})},
     }
-
-
-def start_gateway(procs: Procs, cfg: dict[str, Any], name: str = "inferline", timeout_s: float = 90) -> Proc:
-    import yaml
-
-    port = free_port()
-    path = procs.logdir / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    p = procs.start(name, inferline_cmd("serve", "--config", str(path), "--port", str(port)))
-    p.url = f"http://127.0.0.1:{port}"
-    return procs.wait_http(p, p.url + "/ready", timeout_s)
+    if routing is not None:
+        cfg["routing"] = dict(routing)
+    cfg["admission"] = {"queue_max_depth": 100000, **(admission or {})}
+    cfg["models"] = [{"name": model, "backends": backends}]
+    return cfg
 
 
 # --------------------------------------------------------------------------------------------
@@ -352,6 +409,10 @@ def _dist_version(venv: Path, dist: str) -> str | None:
 # load
 
 
+_LOOP: asyncio.AbstractEventLoop | None = None
+_STOP: asyncio.Event | None = None
+
+
 def new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
@@ -361,14 +422,42 @@ def new_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
 
 
-_LOOP: asyncio.AbstractEventLoop | None = None
-
-
 def run_async(coro: Any) -> Any:
     global _LOOP
     if _LOOP is None:
         _LOOP = new_loop()
     return _LOOP.run_until_complete(coro)
+
+
+async def _bench(cfg: Any) -> Any:
+    from inferline.bench import run_bench
+
+    global _STOP
+    _STOP = asyncio.Event()
+    try:
+        return await run_bench(cfg, stop=_STOP)
+    finally:
+        _STOP = None
+
+
+def _expired(stack: Stack | None) -> None:
+    if stack is not None and stack.expired:
+        raise BudgetExceeded("the script ran past its wall-clock budget")
+
+
+def load_sweep(url: str, stack: Stack | None = None, **cfg: Any) -> list[Any]:
+    """inferline.bench runs (BenchConfig fields as keywords); BudgetExceeded if the budget ran out meanwhile."""
+    from inferline.bench import BenchConfig
+
+    cfg.setdefault("model", "smollm2")
+    result = run_async(_bench(BenchConfig(url=url, **cfg)))
+    _expired(stack)
+    return list(result.runs)
+
+
+def load(url: str, stack: Stack | None = None, **cfg: Any) -> Any:
+    """One inferline.bench run; returns its RunResult."""
+    return load_sweep(url, stack, **cfg)[0]
 
 
 @dataclass
@@ -382,17 +471,18 @@ class Measured:
     loadavg: list[float] = field(default_factory=list)  # 1/5/15-min load average at the end
 
 
-def bench(url: str, procs: Sequence[Proc], **cfg: Any) -> Measured:
+def bench(url: str, procs: Sequence[Proc], stack: Stack | None = None, **cfg: Any) -> Measured:
     """One run of inferline.bench against url (BenchConfig fields as keywords), with CPU use of each
     process in `procs` (whole process groups) and of this process (the generator) over the run."""
-    from inferline.bench import BenchConfig, run_bench
+    from inferline.bench import BenchConfig
 
     cfg.setdefault("model", "smollm2")
     conf = BenchConfig(url=url, **cfg)
     before = {p.name: p.cpu_s() for p in procs}
     me0, t0 = self_cpu_s(), time.monotonic()
-    result = run_async(run_bench(conf))
+    result = run_async(_bench(conf))
     wall = time.monotonic() - t0
+    _expired(stack)
     used = {p.name: p.cpu_s() - before[p.name] for p in procs}
     used["loadgen"] = self_cpu_s() - me0
     cpu = {k: round(v / wall, 3) for k, v in used.items()}
@@ -424,6 +514,67 @@ def pct(s: dict[str, Any], metric: str, q: str) -> float | None:
 
 
 # --------------------------------------------------------------------------------------------
+# Prometheus text
+
+
+Samples = dict[str, list[tuple[dict[str, str], float]]]
+
+
+def scrape(url: str) -> Samples:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out: Samples = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out.setdefault(s.name, []).append((dict(s.labels), float(s.value)))
+    return out
+
+
+def counter(samples: Samples, name: str, **labels: str) -> float:
+    return sum(v for lab, v in samples.get(name, []) if all(lab.get(k) == x for k, x in labels.items()))
+
+
+def hist(before: Samples, after: Samples, name: str, **labels: str) -> dict[str, float | None]:
+    """Count, mean and p50/p90/p99 (linear within buckets, as histogram_quantile) of the observations
+    a histogram received between two scrapes."""
+
+    def buckets(s: Samples) -> dict[float, float]:
+        out: dict[float, float] = {}
+        for lab, v in s.get(name + "_bucket", []):
+            if all(lab.get(k) == x for k, x in labels.items()):
+                le = float(lab["le"])
+                out[le] = out.get(le, 0.0) + v
+        return out
+
+    b0, b1 = buckets(before), buckets(after)
+    edges = sorted(b1)
+    cum = [b1[e] - b0.get(e, 0.0) for e in edges]
+    n = counter(after, name + "_count", **labels) - counter(before, name + "_count", **labels)
+    total = counter(after, name + "_sum", **labels) - counter(before, name + "_sum", **labels)
+    out: dict[str, float | None] = {"count": n, "mean": total / n if n else None}
+    for q in (50, 90, 99):
+        out[f"p{q}"] = _bucket_quantile(edges, cum, q / 100) if n else None
+    return out
+
+
+def _bucket_quantile(edges: list[float], cum: list[float], q: float) -> float | None:
+    total = cum[-1] if cum else 0.0
+    if total <= 0:
+        return None
+    rank = q * total
+    prev_edge, prev_cum = 0.0, 0.0
+    for e, c in zip(edges, cum, strict=True):
+        if c >= rank:
+            if math.isinf(e):
+                return prev_edge
+            return prev_edge + (e - prev_edge) * ((rank - prev_cum) / (c - prev_cum) if c > prev_cum else 0.0)
+        prev_edge, prev_cum = e, c
+    return prev_edge
+
+
+# --------------------------------------------------------------------------------------------
 # output
 
 
@@ -433,28 +584,60 @@ def machine() -> dict[str, Any]:
     info = machine_info()
     m = info["machine"]
     return {
+        "hostname": m.get("hostname"),
         "cores": m.get("cpu_count"),
         "cpu_model": m.get("cpu_model"),
         "ram_gib": round((m.get("memory_total_kb") or 0) / 2**20, 1),
         "platform": m.get("platform"),
         "loadavg_at_start": loadavg(),
+        "argv": m.get("argv"),
         "versions": info["versions"],
         "git": git_state(),
     }
 
 
+def _git(*args: str) -> str:
+    try:
+        out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=20)
+        return out.stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
 def git_state() -> dict[str, Any]:
     """The commit measured, and whether src/ differed from it (peers edit the tree while we run)."""
+    dirty = _git("status", "--porcelain", "--", "src")
+    return {"commit": _git("rev-parse", "--short=12", "HEAD") or None, "src_modified": dirty.splitlines()[:20]}
 
-    def git(*args: str) -> str:
-        try:
-            out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=20)
-            return out.stdout.strip()
-        except (OSError, subprocess.TimeoutExpired):
-            return ""
 
-    dirty = git("status", "--porcelain", "--", "src")
-    return {"commit": git("rev-parse", "--short=12", "HEAD") or None, "src_modified": dirty.splitlines()[:20]}
+def git_commit() -> str | None:
+    """Short commit, '+dirty-src' when src/ differs from it."""
+    g = git_state()
+    if not g["commit"]:
+        return None
+    return str(g["commit"]) + ("+dirty-src" if g["src_modified"] else "")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def python_version() -> str:
+    return platform.python_version()
+
+
+def header(title: str, data: dict[str, Any]) -> str:
+    m = data["machine"]
+    v = m["versions"]
+    g = m.get("git") or {}
+    commit = f"commit {g.get('commit')}{', src/ modified' if g.get('src_modified') else ''}"
+    peers = ", ".join(f"{k} {val}" for k, val in sorted(data.get("peer_versions", {}).items()) if val)
+    return (
+        f"# {title}\n\n"
+        f"{data['date']} · mode `{data['mode']}` · {m['cores']} cores ({m['cpu_model']}), {m['ram_gib']} GiB RAM · "
+        f"load average at start {m['loadavg_at_start']} · inferline {v.get('inferline')} ({commit}), "
+        f"Python {v.get('python')}" + (f" · {peers}" if peers else "") + "\n\n"
+    )
 
 
 def write_results(name: str, data: dict[str, Any], markdown: str, quick: bool = False) -> tuple[Path, Path]:
@@ -463,40 +646,11 @@ def write_results(name: str, data: dict[str, Any], markdown: str, quick: bool = 
     RESULTS.mkdir(parents=True, exist_ok=True)
     if quick:
         name += ".quick"
-    jpath = RESULTS / f"{name}.json"
-    mpath = RESULTS / f"{name}.md"
-    jpath.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+    jpath, mpath = RESULTS / f"{name}.json", RESULTS / f"{name}.md"
+    opts = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
+    jpath.write_bytes(orjson.dumps(data, option=opts) + b"\n")
     mpath.write_text(markdown)
     return jpath, mpath
-
-
-def header(name: str, data: dict[str, Any]) -> str:
-    m = data["machine"]
-    v = m["versions"]
-    g = m.get("git") or {}
-    peers = ", ".join(f"{k} {val}" for k, val in sorted(data.get("peer_versions", {}).items()) if val)
-    return (
-        f"# {name}\n\n"
-        f"{data['date']} · mode `{data['mode']}` · {m['cores']} cores ({m['cpu_model']}), {m['ram_gib']} GiB RAM · "
-        f"load average at start {m['loadavg_at_start']} · inferline {v.get('inferline')} "
-        f"(commit {g.get('commit')}{', src/ modified' if g.get('src_modified') else ''}), "
-        f"Python {v.get('python')}" + (f" · {peers}" if peers else "") + "\n\n"
-    )
-
-
-def md_table(cols: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    out += ["| " + " | ".join(fmt(c) for c in r) + " |" for r in rows]
-    return "\n".join(out) + "\n"
-
-
-def rich_table(title: str, cols: Sequence[str], rows: Iterable[Sequence[Any]], caption: str | None = None) -> Table:
-    t = Table(title=title, header_style="bold", caption=caption)
-    for i, c in enumerate(cols):
-        t.add_column(c, justify="left" if i == 0 else "right")
-    for r in rows:
-        t.add_row(*(fmt(c) for c in r))
-    return t
 
 
 def fmt(v: Any) -> str:
@@ -505,6 +659,8 @@ def fmt(v: Any) -> str:
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, float):
+        if math.isnan(v):
+            return "–"
         if abs(v) >= 100:
             return f"{v:,.0f}"
         if abs(v) >= 10:
@@ -515,12 +671,19 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+def md_table(cols: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    out += ["| " + " | ".join(fmt(c) for c in r) + " |" for r in rows]
+    return "\n".join(out) + "\n"
 
 
-def python_version() -> str:
-    return platform.python_version()
+def rich_table(title: str, cols: Sequence[str], rows: Iterable[Sequence[Any]], caption: str | None = None) -> Table:
+    t = Table(title=title, header_style="bold", caption=caption, caption_justify="left")
+    for i, c in enumerate(cols):
+        t.add_column(c, justify="left" if i == 0 else "right")
+    for r in rows:
+        t.add_row(*(fmt(c) for c in r))
+    return t
 
 
 def main_guard(fn: Callable[[], int]) -> None:

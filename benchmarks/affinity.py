@@ -10,6 +10,12 @@ routing decides the hit rate. Same seed (same arrivals, prompts and groups) for 
   round_robin        routing.balancer round_robin, prefix_affinity false
   least_loaded       balancer least_loaded, prefix_affinity false
   ll + affinity      balancer least_loaded, prefix_affinity true (load-gated: affinity_max_load_gap 0.25)
+  ll + aff., kv full the same, but admission.kv_accounting full: the KV check counts every in-flight
+                     request at its full prompt + output (before: a shared prefix counted once per request)
+                     instead of the engine's reported use (after, the default)
+
+Also reported per config: the highest KV-cache use any engine showed (sampled every 0.1 s) and the
+engines' preemptions — the KV admission must keep both at <= 0.85 and 0 whichever accounting it uses.
 
 Reported: the engines' prefix cache hit rate (vllm:prefix_cache_hits_total / queries_total, in
 tokens, summed over the fleet; the ceiling, every shared system prompt always cached, is printed
@@ -24,13 +30,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _gwbench import (
+from _harness import (
     Stack,
     console,
     counter,
@@ -61,11 +68,44 @@ WORKLOAD: dict[str, Any] = {
     "output": {"mean": 64},
     "seed": 0,
 }
+GW_ROUTING = {"load_interval_s": 0.1}  # the gateway reads the engines' load often: routing follows it closely
 CONFIGS: list[dict[str, Any]] = [
     {"name": "round_robin", "routing": {"balancer": "round_robin", "prefix_affinity": False}},
     {"name": "least_loaded", "routing": {"balancer": "least_loaded", "prefix_affinity": False}},
+    {
+        "name": "ll + aff., kv full",
+        "routing": {"balancer": "least_loaded", "prefix_affinity": True},
+        "admission": {"kv_accounting": "full"},
+    },
     {"name": "ll + affinity", "routing": {"balancer": "least_loaded", "prefix_affinity": True}},
 ]
+
+
+class KVSampler:
+    """The engines' KV-cache use, read every 0.1 s in a thread while the load runs: the peak per engine."""
+
+    def __init__(self, urls: list[str]) -> None:
+        self._urls = urls
+        self.peak = [0.0] * len(urls)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> KVSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            for i, u in enumerate(self._urls):
+                try:
+                    kv = counter(scrape(u), "vllm:kv_cache_usage_perc")
+                except OSError:
+                    continue
+                self.peak[i] = max(self.peak[i], kv)
 
 
 def run_config(stack: Stack, c: dict[str, Any], rate: float, window_s: float) -> dict[str, Any]:
@@ -80,12 +120,18 @@ def run_config(stack: Stack, c: dict[str, Any], rate: float, window_s: float) ->
         str(ENGINE_SEQS),
     )
     backends = [{"name": f"e{i}", "kind": "vllm", "url": u, "max_num_seqs": ENGINE_SEQS} for i, u in enumerate(urls)]
-    gw = stack.gateway("gateway", gateway_config(backends, routing=c["routing"]))
+    gw = stack.gateway(
+        "gateway",
+        gateway_config(
+            backends, routing={**GW_ROUTING, **c["routing"]}, admission=c.get("admission"), log_level="warning"
+        ),
+    )
     g0 = scrape(gw.url)
     e0 = [scrape(u) for u in urls]
     cpu0 = {p.name: p.cpu_s() for p in stack.procs}
     t0 = time.monotonic()
-    run = load(gw.url, stack, rates=(rate,), duration_s=window_s, grace_s=30.0, **WORKLOAD)
+    with KVSampler(urls) as kv:
+        run = load(gw.url, stack, rates=(rate,), duration_s=window_s, grace_s=30.0, **WORKLOAD)
     wall = time.monotonic() - t0
     cpu = {p.name: round((p.cpu_s() - cpu0[p.name]) / wall, 2) for p in stack.procs}
     g1 = scrape(gw.url)
@@ -104,7 +150,18 @@ def run_config(stack: Stack, c: dict[str, Any], rate: float, window_s: float) ->
         routed = counter(g1, "inferline_requests_total", backend=f"e{i}") - counter(
             g0, "inferline_requests_total", backend=f"e{i}"
         )
-        per_engine.append({"engine": f"e{i}", "queries": q, "hits": h, "finished": done, "routed": routed})
+        preempted = counter(e1[i], "vllm:num_preemptions_total") - counter(e0[i], "vllm:num_preemptions_total")
+        per_engine.append(
+            {
+                "engine": f"e{i}",
+                "queries": q,
+                "hits": h,
+                "finished": done,
+                "routed": routed,
+                "kv_peak": kv.peak[i],
+                "preemptions": preempted,
+            }
+        )
     decisions = {
         r: counter(g1, "inferline_prefix_affinity_decisions_total", result=r)
         - counter(g0, "inferline_prefix_affinity_decisions_total", result=r)
@@ -158,6 +215,8 @@ def rows(results: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
         "TTFT p99 ms",
         "E2E p50 ms",
         "gw queue mean/p90 ms",
+        "peak KV",
+        "preempt.",
         "req/s",
         "out tok/s",
         "requests per engine",
@@ -184,6 +243,8 @@ def rows(results: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
                 s["ttft_ms"]["p99"],
                 s["e2e_ms"]["p50"],
                 queue_ms(r["gateway_queue_s"]),
+                f"{max(e['kv_peak'] for e in r['engines']):.2f}",
+                int(sum(e["preemptions"] for e in r["engines"])),
                 s["request_throughput_rps"],
                 s["output_throughput_tps"],
                 " / ".join(str(n) for n in finished),
@@ -197,12 +258,12 @@ def rows(results: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="the high rate only, 20 s of arrivals per config (< 2 min)")
+    ap.add_argument("--quick", action="store_true", help="the high rate only, 20 s of arrivals per config (< 3 min)")
     ap.add_argument("--rate", type=float, action="append", help=f"req/s over the fleet, repeatable (default {RATES})")
     args = ap.parse_args()
     rates = args.rate or (RATES[-1:] if args.quick else RATES)
     window = 20.0 if args.quick else 40.0
-    stack = Stack(budget_s=115 if args.quick else 400)
+    stack = Stack(budget_s=160 if args.quick else 520)
     data: dict[str, Any] = {
         "benchmark": "affinity",
         "date": now_iso(),
@@ -257,7 +318,7 @@ def main() -> int:
         "Every config starts with cold caches.\n\n"
     )
     md += md_table(cols, table_rows) + "\n" + caption + "\n"
-    j, m = write_results("affinity", data, md)
+    j, m = write_results("affinity", data, md, quick=args.quick)
     console.print(f"wrote {j} and {m}")
     return 0
 

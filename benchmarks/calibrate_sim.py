@@ -34,15 +34,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _gwbench import (
+from _harness import (
     INFERLINE,
     Stack,
     console,
-    free_ports,
+    free_port,
     git_commit,
     header,
     load,
     machine,
+    machine_busy_s,
     main_guard,
     md_table,
     now_iso,
@@ -59,13 +60,6 @@ TOLERANCE = 0.25  # |ratio - 1| above this (ratio > 1.25 or < 0.8) is "off"
 BUSY_CORES = 0.25  # other processes using more CPU than this during a real step: not a clean measurement
 
 
-def machine_busy_s() -> float:
-    """CPU seconds all processes of the machine have used (busy jiffies in /proc/stat)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
 def loadavg() -> float:
     try:
         return float(Path("/proc/loadavg").read_text().split()[0])
@@ -76,7 +70,7 @@ def loadavg() -> float:
 def sweep(
     stack: Stack, target: str, window_s: float, grace_s: float, threads: int = 0, users: tuple[int, ...] = CONCURRENCY
 ) -> dict[str, Any]:
-    port = free_ports(1)
+    port = free_port()
     if target == "real":
         argv = [INFERLINE, "engine", "--parallel", "8", "--threads", str(threads), "--port", str(port)]
     else:
@@ -354,7 +348,7 @@ def main() -> int:
         md += "Step model (profile vs a fit to the real engine's clean steps: TPOT by users, TTFT at one user):\n\n"
         md += lines[0] + "\n"
     md += verdict + "\n"
-    j, m = write_results("calibrate_sim", data, md)
+    j, m = write_results("calibrate_sim", data, md, quick=args.quick)
     console.print(f"wrote {j} and {m}")
     return 0
 

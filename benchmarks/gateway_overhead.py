@@ -96,7 +96,7 @@ def duration_for(rate: float, quick: bool) -> float:
     return max(6.0, min(15.0, 150.0 / rate))
 
 
-def start_targets(procs: h.Procs, sim: h.Proc, peers_mode: str, data: dict[str, Any]) -> list[Target]:
+def start_targets(procs: h.Stack, sim: h.Proc, peers_mode: str, data: dict[str, Any]) -> list[Target]:
     """Start every proxy; LiteLLM (slow to import) first and waited for last. A peer that cannot be
     installed or started is written down in data["failed"] and left out."""
     targets = [Target("direct", sim.url, None)]
@@ -126,8 +126,8 @@ def start_targets(procs: h.Procs, sim: h.Proc, peers_mode: str, data: dict[str, 
     else:
         data["failed"]["litellm"] = lite.note
 
-    gw = h.start_gateway(
-        procs,
+    gw = procs.gateway(
+        "inferline",
         h.gateway_config([{"name": "sim0", "kind": "vllm", "url": sim.url, "max_num_seqs": 4096}]),
     )
     targets.append(Target("inferline", gw.url, gw))
@@ -381,7 +381,7 @@ def main() -> int:
     sweep_litellm = [float(x) for x in (args.sweep or ("50" if quick else SWEEP_RATES_LITELLM)).split(",")]
     budget = args.budget or (118.0 if quick else 720.0)  # hard stop (nothing written); the soft one is below
     soft_s = 80.0 if quick else 480.0  # no new sweep step after this
-    procs = h.Procs(budget)
+    procs = h.Stack(budget)
     data: dict[str, Any] = {
         "benchmark": NAME,
         "date": h.now_iso(),
@@ -403,7 +403,7 @@ def main() -> int:
         },
     }
     t_start = time.monotonic()
-    sim = h.start_sim(procs)
+    sim = procs.sim(max_num_seqs=4096)[0]
     targets = start_targets(procs, sim, peers_mode, data)
     procs_all = [sim] + [t.proc for t in targets if t.proc is not None]
     for name, why in data["failed"].items():

@@ -35,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _gwbench import (
+from _harness import (
     Stack,
     console,
     gateway_config,
@@ -57,6 +57,7 @@ ENGINE_SEQS = 8
 TIME_SCALE = 0.5
 AGING_TOKENS_PER_S = 200.0  # the gateway's default, in model time
 QUEUE_TIMEOUT_S = 30.0  # the gateway's default, in model time
+GW_ROUTING = {"load_interval_s": 0.1}  # the gateway reads the engine's load often: queueing follows it closely
 LOADS = {"high": 2.6, "over": 3.6}  # req/s in model time; capacity for this mix is ~2.7 (capacity_rps())
 WORKLOAD: dict[str, Any] = {
     "workload": "mix",
@@ -118,7 +119,8 @@ def run_variant(stack: Stack, load_name: str, v: dict[str, Any], window_s: float
             "aging_tokens_per_s": AGING_TOKENS_PER_S / TIME_SCALE,
             "queue_timeout_s": QUEUE_TIMEOUT_S * TIME_SCALE,
         },
-        routing={"balancer": "least_loaded", "prefix_affinity": False},
+        routing={**GW_ROUTING, "balancer": "least_loaded", "prefix_affinity": False},
+        log_level="warning",
     )
     gw = stack.gateway("gateway", cfg)
     g0, e0 = scrape(gw.url), scrape(urls[0])
@@ -281,7 +283,7 @@ def main() -> int:
     md += md_table(cols, table_rows) + "\n" + caption + "\n"
     if verdicts:
         md += "\n" + "\n".join(f"- {v}" for v in verdicts) + "\n"
-    j, m = write_results("hol_priority", data, md)
+    j, m = write_results("hol_priority", data, md, quick=args.quick)
     console.print(f"wrote {j} and {m}")
     return 0
 

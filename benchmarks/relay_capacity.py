@@ -87,7 +87,7 @@ def main() -> int:
     streams_list = [int(x) for x in (args.streams or ("64" if quick else "16,64,256")).split(",")]
     rounds = args.rounds or (1 if quick else 2)
     duration = args.duration or (5.0 if quick else 10.0)
-    procs = h.Procs(args.budget or (115.0 if quick else 480.0))
+    procs = h.Stack(args.budget or (115.0 if quick else 480.0))
     data: dict[str, Any] = {
         "benchmark": NAME,
         "date": h.now_iso(),
@@ -103,9 +103,9 @@ def main() -> int:
         },
     }
     t0 = time.monotonic()
-    sim = h.start_sim(procs)
-    gw = h.start_gateway(
-        procs, h.gateway_config([{"name": "sim0", "kind": "vllm", "url": sim.url, "max_num_seqs": 4096}])
+    sim = procs.sim(max_num_seqs=4096)[0]
+    gw = procs.gateway(
+        "inferline", h.gateway_config([{"name": "sim0", "kind": "vllm", "url": sim.url, "max_num_seqs": 4096}])
     )
     procs_all = [sim, gw]
     paths = {"direct": sim.url, "inferline": gw.url}

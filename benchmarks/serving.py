@@ -141,7 +141,7 @@ def run_engine(
     return runs
 
 
-def start_llama(procs: h.Procs, threads: int, data: dict[str, Any]) -> dict[str, h.Proc]:
+def start_llama(procs: h.Stack, threads: int, data: dict[str, Any]) -> dict[str, h.Proc]:
     port = h.free_port()
     eng = procs.start(
         "engine",
@@ -151,13 +151,11 @@ def start_llama(procs: h.Procs, threads: int, data: dict[str, Any]) -> dict[str,
     )
     eng.url = f"http://127.0.0.1:{port}"
     procs.wait_http(eng, eng.url + "/health", 180)
-    gw = h.start_gateway(
-        procs,
-        h.gateway_config([{"name": "llama0", "kind": "llamacpp", "url": eng.url, "max_num_seqs": 8}]),
-        name="gateway",
+    gw = procs.gateway(
+        "gateway", h.gateway_config([{"name": "llama0", "kind": "llamacpp", "url": eng.url, "max_num_seqs": 8}])
     )
-    emb = h.start_gateway(
-        procs,
+    emb = procs.gateway(
+        "embedded",
         h.gateway_config(
             [
                 {
@@ -167,7 +165,6 @@ def start_llama(procs: h.Procs, threads: int, data: dict[str, Any]) -> dict[str,
                 }
             ]
         ),
-        name="embedded",
         timeout_s=180,
     )
     data["startup_s"].update({"llama engine": eng.started_s, "gateway (llamacpp)": gw.started_s})
@@ -175,7 +172,7 @@ def start_llama(procs: h.Procs, threads: int, data: dict[str, Any]) -> dict[str,
     return {"direct": eng, "via gateway": gw, "embedded": emb}
 
 
-def start_vllm(procs: h.Procs, threads: int, data: dict[str, Any]) -> dict[str, h.Proc] | None:
+def start_vllm(procs: h.Stack, threads: int, data: dict[str, Any]) -> dict[str, h.Proc] | None:
     setup = h.REPO / "scripts" / "vllm" / "setup.sh"
     start = h.REPO / "scripts" / "vllm" / "start.sh"
     h.console.print("vLLM: scripts/vllm/setup.sh (instant when cached, ~3 min on a fresh machine)")
@@ -205,10 +202,8 @@ def start_vllm(procs: h.Procs, threads: int, data: dict[str, Any]) -> dict[str, 
         data["failed"]["vllm"] = f"vLLM did not start: {exc}"[:2000]
         return None
     data["startup_s"]["vllm"] = p.started_s
-    gw = h.start_gateway(
-        procs,
-        h.gateway_config([{"name": "vllm0", "kind": "vllm", "url": p.url, "max_num_seqs": 8}]),
-        name="gateway-vllm",
+    gw = procs.gateway(
+        "gateway-vllm", h.gateway_config([{"name": "vllm0", "kind": "vllm", "url": p.url, "max_num_seqs": 8}])
     )
     return {"direct": p, "via gateway": gw}
 
@@ -240,7 +235,7 @@ def main() -> int:
     rounds = args.rounds or (1 if quick else 2)
     budget = args.budget or (115.0 if quick else 720.0)
     soft_s = 85.0 if quick else 600.0
-    procs = h.Procs(budget)
+    procs = h.Stack(budget)
     t_start = time.monotonic()
     llama_window, llama_warm = (6.0, 2.5) if quick else (12.0, 4.0)
     vllm_window, vllm_warm = 12.0, 4.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -86,3 +87,46 @@ def test_help_explains_every_command() -> None:
         assert cmd in result.output
     serve = CliRunner().invoke(app, ["serve", "--help"])
     assert "--config" in serve.output and "--port" in serve.output and "SIGTERM" in serve.output
+
+
+def test_docs_cover_every_section_and_render_types_for_readers() -> None:
+    from inferline.config import InferlineConfig
+    from inferline.config_docs import SECTIONS
+
+    documented = {name.split("[")[0].split(".")[0].split(",")[0] for name, _ in SECTIONS}
+    assert set(InferlineConfig.model_fields) <= documented, "a config section is missing from docs/config.md"
+    text = render()
+    assert "<enum" not in text and "<class" not in text
+    assert "one of: least_loaded, round_robin" in text and "## `limits`" in text and "## `cache`" in text
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "read"),
+    [
+        ("INFERLINE_SERVER__PORT", "7300", lambda c: c.server.port == 7300),
+        ("INFERLINE_ROUTING__MAX_ATTEMPTS", "2", lambda c: c.routing.max_attempts == 2),
+        ("INFERLINE_ADMISSION__QUEUE_TIMEOUT_S", "7.5", lambda c: c.admission.queue_timeout_s == 7.5),
+        ("INFERLINE_LIMITS__STORE_TIMEOUT_S", "0.5", lambda c: c.limits.store_timeout_s == 0.5),
+        ("INFERLINE_CACHE__ENABLED", "true", lambda c: c.cache.enabled is True),
+        (
+            "INFERLINE_SERVER__CORS_ORIGINS",
+            '["https://a.example"]',
+            lambda c: c.server.cors_origins == ["https://a.example"],
+        ),
+    ],
+)
+def test_every_section_is_overridable_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, read: Any
+) -> None:
+    monkeypatch.setenv(env, value)
+    assert read(load_config(None))
+
+
+def test_a_typo_in_an_environment_override_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFERLINE_SERVER__PROT", "1")
+    with pytest.raises(ConfigError, match=r"server\.prot: unknown key"):
+        load_config(None)
+    monkeypatch.delenv("INFERLINE_SERVER__PROT")
+    monkeypatch.setenv("INFERLINE_SERVR__PORT", "1")
+    with pytest.raises(ConfigError, match="INFERLINE_SERVR__PORT"):
+        load_config(None)

@@ -156,6 +156,8 @@ def _mount_optional() -> None:
     for module, name in (
         ("inferline.sim.cli", "sim"),
         ("inferline.bench.cli", "bench"),
+        ("inferline.observe.cli", "observe"),
+        ("inferline.observe.top", "top"),
         ("inferline.deploy.cli", "deploy"),
     ):
         try:

@@ -8,25 +8,32 @@ Field descriptions below (tests/test_config_docs.py keeps it in sync).
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from inferline.backends.discovery import DiscoveryConfig  # deploy branch: discovery wiring (lead to re-do)
+from inferline.cache.config import CacheConfig
 from inferline.deploy.config import DeployConfig
-from inferline.limits.config import CacheConfig, LimitsConfig
+from inferline.limits.config import LimitsConfig
 
 __all__ = [
     "AdmissionConfig",
     "BackendConfig",
     "BackendKind",
     "Balancer",
+    "CanaryConfig",
+    "CanaryRollbackConfig",
     "ConfigError",
     "EmbeddedEngineConfig",
     "InferlineConfig",
+    "KVAccounting",
     "ModelConfig",
     "QueuePolicy",
     "RoutingConfig",
@@ -147,6 +154,45 @@ class BackendConfig(_Section):
         return self.api_key.get_secret_value() if self.api_key else None
 
 
+class CanaryRollbackConfig(_Section):
+    """When the candidate is worse than the baseline beyond these margins, its share drops to 0."""
+
+    enabled: bool = Field(True, description="Roll back automatically (False: only report the comparison).")
+    window_s: float = Field(300.0, gt=0, description="Compare the variants over their last this-many seconds.")
+    min_requests: int = Field(
+        50, ge=1, description="Each variant needs this many requests in the window before a verdict (noise)."
+    )
+    max_error_ratio_increase: float = Field(
+        0.05, ge=0, le=1, description="Roll back when candidate error ratio > baseline's + this (engine errors)."
+    )
+    max_ttft_ratio: float = Field(
+        1.5, gt=1, description="Roll back when the candidate's median TTFT > this x the baseline's..."
+    )
+    ttft_tolerance_s: float = Field(
+        0.05,
+        ge=0,
+        description="...and more than this many seconds above it (a few ms of noise on a fast engine is no verdict).",
+    )
+    min_tokens_per_s_ratio: float = Field(
+        0.67, gt=0, lt=1, description="Roll back when the candidate's median tokens/s < this x the baseline's."
+    )
+
+
+class CanaryConfig(_Section):
+    """A candidate variant (another configured model, e.g. a quantized one) taking a share of this model's traffic."""
+
+    model: str = Field(..., min_length=1, description="The candidate: a configured model with its own backends.")
+    weight: float = Field(..., ge=0, le=1, description="Share of this model's requests the candidate serves.")
+    sticky: Literal["session", "api_key", "none"] = Field(
+        "session",
+        description="Who sticks to one variant: session = the x-inferline-session header, else the API key, else "
+        "none; api_key = the key; none = every request drawn anew. Sticky users see one model's behaviour.",
+    )
+    rollback: CanaryRollbackConfig = Field(
+        default_factory=CanaryRollbackConfig, description="Automatic rollback when the candidate is worse."
+    )
+
+
 class ModelConfig(_Section):
     name: str = Field(..., min_length=1, max_length=128, description="Model name clients send as `model`.")
     backends: list[BackendConfig] = Field(
@@ -167,6 +213,11 @@ class ModelConfig(_Section):
         ge=16,
         description="Context length (prompt + output). Default: the embedded engine's ctx_per_slot, "
         "else the engine's max_model_len, else unchecked at the gateway.",
+    )
+    canary: CanaryConfig | None = Field(
+        None,
+        description="Send a share of this model's traffic to a candidate model, compare them live, roll back "
+        "when it is worse (docs/canary.md).",
     )
 
     @model_validator(mode="after")
@@ -228,6 +279,11 @@ class QueuePolicy(StrEnum):
     FCFS = "fcfs"
 
 
+class KVAccounting(StrEnum):
+    ENGINE = "engine"  # the engine's KV gauge + what we sent since its last reading + in-flight growth
+    FULL = "full"  # every in-flight request at its full prompt + output (counts shared prefixes each time)
+
+
 class AdmissionConfig(_Section):
     queue_max_depth: int = Field(
         QUEUE_MAX_DEPTH, ge=0, description="Waiting requests per model; beyond it, 429 with Retry-After."
@@ -252,6 +308,13 @@ class AdmissionConfig(_Section):
         DEFAULT_OUTPUT_TOKENS,
         ge=1,
         description="Expected output when max_tokens is absent, until the model's observed mean replaces it.",
+    )
+    kv_accounting: KVAccounting = Field(
+        KVAccounting.ENGINE,
+        description="How a request's KV need is checked against kv_admit_ratio x the engine's KV capacity. "
+        "engine: the engine's reported use (a shared prefix counted once, as the engine holds it) + prompts "
+        "dispatched since that reading + the output our in-flight requests may still generate; full: every "
+        "in-flight request at its full prompt + output (over-reserves on prefix-heavy traffic; kept to compare).",
     )
 
     @model_validator(mode="after")
@@ -289,7 +352,17 @@ class ServerConfig(_Section):
     access_log: bool = Field(False, description="uvicorn's access log (inferline logs one line per request).")
 
 
-class InferlineConfig(_Section):
+class InferlineConfig(BaseSettings):
+    """The whole configuration. Sources, highest first: CLI flags, INFERLINE_* environment, YAML file, defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="INFERLINE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        case_sensitive=False,
+    )
+
     server: ServerConfig = Field(default_factory=ServerConfig, description="Listening, limits on requests, shutdown.")
     routing: RoutingConfig = Field(
         default_factory=RoutingConfig, description="Health checks, load polling, ejection, retries, timeouts."
@@ -333,6 +406,11 @@ class InferlineConfig(_Section):
                     f"admission.priority_classes ({', '.join(sorted(self.admission.priority_classes))})"
                 )
         for m in self.models:
+            if m.canary is not None:
+                if m.canary.model not in names:
+                    raise ValueError(f"model {m.name!r}: canary model {m.canary.model!r} is not a configured model")
+                if m.canary.model == m.name:
+                    raise ValueError(f"model {m.name!r} cannot be its own canary")
             for fb in m.fallback:
                 if fb not in names:
                     raise ValueError(f"model {m.name!r}: fallback {fb!r} is not a configured model")
@@ -342,6 +420,32 @@ class InferlineConfig(_Section):
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The precedence, in one place: CLI flags (init) > INFERLINE_* environment > the YAML file > defaults.
+        return init_settings, env_settings, _YamlFileSource(settings_cls)
+
+
+# The YAML document being loaded, handed to _YamlFileSource (sources are built by pydantic-settings itself).
+_yaml_document: ContextVar[dict[str, Any] | None] = ContextVar("inferline_yaml_document", default=None)
+
+
+class _YamlFileSource(PydanticBaseSettingsSource):
+    """The YAML file's top-level sections (read and checked by load_config before validation)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return (_yaml_document.get() or {}).get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_yaml_document.get() or {})
 
 
 def default_config() -> InferlineConfig:
@@ -359,36 +463,46 @@ def _format_errors(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def parse_config(data: Any, source: str = "config") -> InferlineConfig:
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
-    try:
-        return InferlineConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, source)) from None
+def _unknown_env_sections() -> list[str]:
+    """INFERLINE_<SECTION>__<KEY> variables naming no section: a typo must not be silently ignored."""
+    sections = set(InferlineConfig.model_fields)
+    return sorted(
+        key
+        for key in os.environ
+        if key.upper().startswith("INFERLINE_")
+        and "__" in key
+        and key[len("INFERLINE_") :].partition("__")[0].lower() not in sections
+    )
 
 
 def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> InferlineConfig:
-    """Load YAML (or defaults), then apply INFERLINE_SERVER__PORT-style env vars, then CLI overrides."""
+    """The effective configuration: `overrides` ("section.key": value, from CLI flags) > INFERLINE_* env > YAML."""
     data: dict[str, Any] = {}
+    source = str(path) if path else "config"
     if path is not None:
         try:
             loaded = yaml.safe_load(path.read_text())
         except FileNotFoundError:
             raise ConfigError(f"{path}: no such file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read it: {exc}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
         data = loaded or {}
-    for key, value in os.environ.items():
-        if key.startswith("INFERLINE_") and "__" in key:
-            section, _, field = key[len("INFERLINE_") :].lower().partition("__")
-            if section in ("server", "routing", "admission"):
-                data.setdefault(section, {})[field] = yaml.safe_load(value)
+    unknown = _unknown_env_sections()
+    if unknown:
+        known = ", ".join(InferlineConfig.model_fields)
+        raise ConfigError(f"environment: {', '.join(unknown)} name(s) no config section (known: {known})")
+    init: dict[str, Any] = {}
     for dotted, value in (overrides or {}).items():
         section, _, field = dotted.partition(".")
-        data.setdefault(section, {})[field] = value
-    return parse_config(data, str(path) if path else "config")
+        init.setdefault(section, {})[field] = value
+    token = _yaml_document.set(data)
+    try:
+        return InferlineConfig(**init)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+    finally:
+        _yaml_document.reset(token)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import enum
+import types
+import typing
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from inferline.cache.config import CacheConfig
 from inferline.config import (
     AdmissionConfig,
     BackendConfig,
@@ -18,11 +21,17 @@ from inferline.config import (
     RoutingConfig,
     ServerConfig,
 )
+from inferline.limits.config import ApiKeyConfig, KeyLimits, LimitsConfig
 
-_SECTIONS: list[tuple[str, type[BaseModel]]] = [
+# Every section, in the order a reader meets them. A test fails if a section of InferlineConfig is missing.
+SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("server", ServerConfig),
     ("routing", RoutingConfig),
     ("admission", AdmissionConfig),
+    ("limits", LimitsConfig),
+    ("limits.keys[]", ApiKeyConfig),
+    ("limits.keys[].limits, limits.anonymous_limits", KeyLimits),
+    ("cache", CacheConfig),
     ("models[]", ModelConfig),
     ("models[].backends[]", BackendConfig),
     ("models[].backends[].embedded", EmbeddedEngineConfig),
@@ -70,10 +79,29 @@ def _default(info: FieldInfo) -> str:
     return f"`{value!r}`" if not isinstance(value, str) else f"`{value}`"
 
 
+def _type_name(tp: Any) -> str:
+    """A reader's name for an annotation: `int`, `float or null`, `one of: memory, redis`, `list of str`."""
+    if tp is type(None):
+        return "null"
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return "one of: " + ", ".join(str(m.value) for m in tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return "section"
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Literal:
+        return "one of: " + ", ".join(str(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args)
+    if origin is list:
+        return f"list of {_type_name(args[0])}" if args else "list"
+    if origin is dict:
+        return f"map {_type_name(args[0])} -> {_type_name(args[1])}" if args else "map"
+    return getattr(tp, "__name__", str(tp))
+
+
 def _type(info: FieldInfo) -> str:
-    text = str(info.annotation).replace("typing.", "").replace("pathlib.", "").replace("inferline.config.", "")
-    text = text.replace("<class '", "").replace("'>", "").replace("pydantic.types.", "")
-    return text
+    return _type_name(info.annotation)
 
 
 def render() -> str:
@@ -83,8 +111,11 @@ def render() -> str:
         "Generated from `src/inferline/config.py` by `inferline config docs > docs/config.md`; a test fails when",
         "this file and the code disagree. Every section rejects unknown keys, so a typo fails at start-up.",
         "",
-        "Precedence: CLI flags (`--port`, `--host`, `--parallel`...) > environment `INFERLINE_SERVER__PORT=9000`,",
-        "`INFERLINE_ROUTING__MAX_ATTEMPTS=2` (sections `server` and `routing`) > the YAML file > defaults.",
+        "Precedence: CLI flags (`--port`, `--host`, `--parallel`...) > environment > the YAML file > defaults.",
+        "Every key of every section can be set from the environment as `INFERLINE_<SECTION>__<KEY>`, e.g.",
+        "`INFERLINE_SERVER__PORT=9000`, `INFERLINE_ADMISSION__QUEUE_TIMEOUT_S=10`, `INFERLINE_LIMITS__STORE=redis`",
+        "(lists and maps as JSON: `INFERLINE_SERVER__CORS_ORIGINS='[\"*\"]'`); a variable naming no section",
+        "is an error.",
         "Validate a file with `inferline config check FILE`; print the effective config with `inferline config show`.",
         "",
         "```yaml",
@@ -93,7 +124,7 @@ def render() -> str:
         "",
         "With no file, inferline serves one model `smollm2` on one embedded engine.",
     ]
-    for name, model in _SECTIONS:
+    for name, model in SECTIONS:
         out += ["", f"## `{name}`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
         for field, info in model.model_fields.items():
             desc = (info.description or "").replace("|", "\\|")

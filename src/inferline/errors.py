@@ -13,11 +13,18 @@
     │   └── QueueTimeout              429 no engine had room before the queue deadline
     ├── UpstreamError                 502 upstream_error (an engine answered badly; names the backend)
     ├── BackendUnavailable            503 service_unavailable (+ Retry-After; no backend could take it)
+    │   ├── StoreUnavailable          503 store_unavailable: the limit store is down and on_store_error is fail_closed
     │   └── ShuttingDown              503 (the gateway is draining)
     ├── UpstreamTimeout               504 timeout (names the backend)
     └── StreamInterrupted             -   only mid-stream: the engine failed after the first token
 
 Before the first byte an error is a response; after it, `sse_error` ends the stream in-band.
+
+One vocabulary says how a request ended: `Outcome`. An error's `outcome` is the metric label
+(`inferline_requests_total{outcome}`), the log field and the `x-inferline-outcome` header, and its `code`
+is the same word — except where the OpenAI API defines a finer code that SDKs and users match on
+(`context_length_exceeded`, `model_not_found`, `invalid_api_key`, `unsupported_parameter`...): there the
+outcome is the class (`invalid_request`, `not_found`, `unauthorized`) and the code the detail.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ __all__ = [
     "QueueTimeout",
     "RateLimited",
     "ShuttingDown",
+    "StoreUnavailable",
     "StreamInterrupted",
     "Unauthorized",
     "UpstreamError",
@@ -65,12 +73,13 @@ class Outcome(StrEnum):
     QUEUE_TIMEOUT = "queue_timeout"
     CACHE_FALLBACK = "cache_fallback"
     NO_BACKEND = "no_backend"
+    STORE_UNAVAILABLE = "store_unavailable"
     UPSTREAM_ERROR = "upstream_error"
     UPSTREAM_TIMEOUT = "upstream_timeout"
     STREAM_INTERRUPTED = "stream_interrupted"
     CLIENT_CANCELLED = "client_cancelled"
     CLIENT_STALLED = "client_stalled"
-    SHUTDOWN = "shutdown"
+    SHUTDOWN = "shutting_down"
     INTERNAL = "internal_error"
 
 
@@ -79,8 +88,8 @@ class GatewayError(Exception):
 
     status: ClassVar[int] = 500
     error_type: ClassVar[str] = "server_error"
-    default_code: ClassVar[str | None] = None
-    outcome: ClassVar[Outcome] = Outcome.INTERNAL
+    default_code: ClassVar[str | None] = "internal_error"
+    default_outcome: ClassVar[Outcome] = Outcome.INTERNAL
 
     def __init__(
         self,
@@ -90,10 +99,12 @@ class GatewayError(Exception):
         code: str | None = None,
         retry_after_s: float | None = None,
         backend: str | None = None,
+        outcome: Outcome | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+        self.outcome: Outcome = outcome if outcome is not None else self.default_outcome
         self.code = code if code is not None else self.default_code
         self.retry_after_s = retry_after_s
         self.backend = backend
@@ -101,7 +112,8 @@ class GatewayError(Exception):
 
 
 class InvalidRequest(GatewayError):
-    status, error_type, outcome = 400, "invalid_request_error", Outcome.INVALID
+    status, error_type, default_outcome = 400, "invalid_request_error", Outcome.INVALID
+    default_code: ClassVar[str | None] = None
 
 
 class ContextLengthExceeded(InvalidRequest):
@@ -109,7 +121,7 @@ class ContextLengthExceeded(InvalidRequest):
 
 
 class Unauthorized(GatewayError):
-    status, error_type, default_code, outcome = (
+    status, error_type, default_code, default_outcome = (
         401,
         "authentication_error",
         "invalid_api_key",
@@ -118,7 +130,7 @@ class Unauthorized(GatewayError):
 
 
 class NotFound(GatewayError):
-    status, error_type, default_code, outcome = 404, "invalid_request_error", "not_found", Outcome.NOT_FOUND
+    status, error_type, default_code, default_outcome = 404, "invalid_request_error", "not_found", Outcome.NOT_FOUND
 
 
 class ModelNotFound(NotFound):
@@ -126,7 +138,7 @@ class ModelNotFound(NotFound):
 
 
 class MethodNotAllowed(GatewayError):
-    status, error_type, default_code, outcome = (
+    status, error_type, default_code, default_outcome = (
         405,
         "invalid_request_error",
         "method_not_allowed",
@@ -135,7 +147,7 @@ class MethodNotAllowed(GatewayError):
 
 
 class PayloadTooLarge(GatewayError):
-    status, error_type, default_code, outcome = (
+    status, error_type, default_code, default_outcome = (
         413,
         "invalid_request_error",
         "payload_too_large",
@@ -144,37 +156,41 @@ class PayloadTooLarge(GatewayError):
 
 
 class RateLimited(GatewayError):
-    status, error_type, default_code, outcome = 429, "rate_limit_error", "rate_limited", Outcome.RATE_LIMITED
+    status, error_type, default_code, default_outcome = 429, "rate_limit_error", "rate_limited", Outcome.RATE_LIMITED
 
 
 class QueueFull(RateLimited):
-    default_code, outcome = "queue_full", Outcome.QUEUE_FULL
+    default_code, default_outcome = "queue_full", Outcome.QUEUE_FULL
 
 
 class QueueTimeout(RateLimited):
-    default_code, outcome = "queue_timeout", Outcome.QUEUE_TIMEOUT
+    default_code, default_outcome = "queue_timeout", Outcome.QUEUE_TIMEOUT
 
 
 class UpstreamError(GatewayError):
-    status, error_type, default_code, outcome = 502, "upstream_error", "bad_gateway", Outcome.UPSTREAM_ERROR
+    status, error_type, default_code, default_outcome = 502, "upstream_error", "upstream_error", Outcome.UPSTREAM_ERROR
 
 
 class BackendUnavailable(GatewayError):
-    status, error_type, default_code, outcome = 503, "service_unavailable", "no_backend", Outcome.NO_BACKEND
+    status, error_type, default_code, default_outcome = 503, "service_unavailable", "no_backend", Outcome.NO_BACKEND
+
+
+class StoreUnavailable(BackendUnavailable):
+    default_code, default_outcome = "store_unavailable", Outcome.STORE_UNAVAILABLE
 
 
 class ShuttingDown(BackendUnavailable):
-    default_code, outcome = "shutting_down", Outcome.SHUTDOWN
+    default_code, default_outcome = "shutting_down", Outcome.SHUTDOWN
 
 
 class UpstreamTimeout(GatewayError):
-    status, error_type, default_code, outcome = 504, "timeout", "upstream_timeout", Outcome.UPSTREAM_TIMEOUT
+    status, error_type, default_code, default_outcome = 504, "timeout", "upstream_timeout", Outcome.UPSTREAM_TIMEOUT
 
 
 class StreamInterrupted(GatewayError):
     """The engine failed after tokens were sent: only ever delivered as an SSE error event."""
 
-    status, error_type, default_code, outcome = (
+    status, error_type, default_code, default_outcome = (
         502,
         "upstream_error",
         "stream_interrupted",

@@ -9,7 +9,6 @@ from inferline.backends.base import EngineLoad
 from inferline.backends.pool import BackendState
 from inferline.backends.prom_text import sum_by_name
 from inferline.config import RoutingConfig
-from inferline.metrics import GatewayMetrics
 
 
 class _FakeBackend:
@@ -49,10 +48,9 @@ def test_consecutive_failures_eject_for_the_cooldown() -> None:
     s, other = _state("a"), _state("b")
     s.siblings = other.siblings = [s, other]
     routing = RoutingConfig(eject_after_failures=2, eject_cooldown_s=5)
-    metrics = GatewayMetrics()
-    s.record_failure("boom", routing, metrics)
+    s.record_failure("boom", routing)
     assert s.ready(time.monotonic())
-    s.record_failure("boom", routing, metrics)
+    s.record_failure("boom", routing)
     assert not s.ready(time.monotonic())
     assert s.ready(time.monotonic() + 6)
     s.record_success()
@@ -64,7 +62,7 @@ def test_the_last_ready_backend_is_never_ejected_but_goes_half_open() -> None:
     s.siblings = [s]
     routing = RoutingConfig(eject_after_failures=2, eject_cooldown_s=5)
     for _ in range(3):
-        s.record_failure("reset", routing, GatewayMetrics())
+        s.record_failure("reset", routing)
     now = time.monotonic()
     assert s.ready(now), "a transient error must not turn into an outage of the whole model"
     assert s.circuit(now) == "half_open"

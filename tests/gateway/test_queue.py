@@ -10,10 +10,10 @@ import pytest
 
 from inferline.backends.base import EngineLoad
 from inferline.backends.pool import BackendState
-from inferline.config import AdmissionConfig, BackendKind, QueuePolicy
+from inferline.config import AdmissionConfig, BackendKind, KVAccounting, QueuePolicy
 from inferline.errors import QueueFull, QueueTimeout
-from inferline.gateway.admit import has_room
 from inferline.gateway.queue import ModelQueue
+from inferline.gateway.saturation import has_room
 from inferline.metrics import GatewayMetrics
 
 
@@ -29,11 +29,13 @@ def _state(seqs: int = 1, kv: float = 0.0, running: int = 0, age_s: float = 0.0)
     return BackendState(backend=b, model="m", healthy=True, load=load)
 
 
-def _queue(state: BackendState, **cfg: Any) -> ModelQueue:
-    def pick(room: list[BackendState], now: float, affinity: bytes | None) -> BackendState | None:
+class _First:
+    def pick(self, room: list[BackendState], now: float, affinity: bytes | None) -> BackendState | None:
         return room[0] if room else None
 
-    return ModelQueue("m", [state], AdmissionConfig(**cfg), 2.0, GatewayMetrics(), pick)
+
+def _queue(state: BackendState, **cfg: Any) -> ModelQueue:
+    return ModelQueue("m", [state], AdmissionConfig(**cfg), 2.0, GatewayMetrics().for_model("m"), _First())
 
 
 def test_room_needs_fresh_load_free_seqs_and_kv_below_threshold() -> None:
@@ -144,7 +146,8 @@ def test_our_requests_at_full_length_must_fit_under_the_kv_threshold() -> None:
     state = _state(seqs=8)
     state.backend.kv_capacity_tokens = 1000  # threshold 0.85 -> 850 tokens
     now = time.monotonic()
-    assert has_room(state, now, 2.0, kv_tokens=900), "an idle engine always takes one request"
+    full = KVAccounting.FULL
+    assert has_room(state, now, 2.0, kv_tokens=900, accounting=full), "an idle engine always takes one request"
     state.in_flight, state.reserved_kv_tokens = 1, 500
-    assert has_room(state, now, 2.0, kv_tokens=300)
-    assert not has_room(state, now, 2.0, kv_tokens=400), "500 + 400 would grow past 850"
+    assert has_room(state, now, 2.0, kv_tokens=300, accounting=full)
+    assert not has_room(state, now, 2.0, kv_tokens=400, accounting=full), "500 + 400 would grow past 850"

@@ -8,13 +8,25 @@ from typing import Any
 from inferline.backends.base import EngineLoad
 from inferline.backends.pool import BackendPool, BackendState
 from inferline.config import InferlineConfig
-from inferline.gateway.route import Router
+from inferline.gateway.route import LeastLoaded, PrefixAffinity, prefix_key
 from inferline.metrics import GatewayMetrics
 
 SYSTEM = "You are a meticulous assistant. " * 80  # a long shared system prompt
 
 
-def _router() -> tuple[Router, list[BackendState]]:
+class _Router:
+    """The picker (least-loaded + load-gated affinity) and the prefix key, as the gateway builds them."""
+
+    def __init__(self, cfg: InferlineConfig, metrics: GatewayMetrics) -> None:
+        self._routing = cfg.routing
+        self._picker = PrefixAffinity(LeastLoaded(cfg.routing.metrics_max_age_s), cfg.routing, metrics)
+        self.pick = self._picker.pick
+
+    def prefix_key(self, body: dict[str, Any]) -> bytes | None:
+        return prefix_key(body, self._routing)
+
+
+def _router() -> tuple[_Router, list[BackendState]]:
     cfg = InferlineConfig.model_validate(
         {
             "models": [
@@ -23,8 +35,8 @@ def _router() -> tuple[Router, list[BackendState]]:
         }
     )
     metrics = GatewayMetrics()
-    pool = BackendPool(cfg, metrics)
-    return Router(cfg, pool, metrics), pool.by_model["m"]
+    pool = BackendPool(cfg.models, cfg.routing, metrics)
+    return _Router(cfg, metrics), pool.by_model["m"]
 
 
 def _load(states: list[BackendState], *kv: float) -> None:

@@ -10,8 +10,9 @@ import pytest
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from inferline.cache import CacheConfig
 from inferline.config import InferlineConfig
-from inferline.limits import ApiKeyConfig, CacheConfig, KeyLimits, KeyRing, LimitsConfig, hash_api_key
+from inferline.limits import ApiKeyConfig, KeyLimits, KeyRing, LimitsConfig, hash_api_key
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "limits.md"
 DIGEST = hash_api_key("sk-example")

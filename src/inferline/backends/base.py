@@ -47,6 +47,10 @@ class Backend(Protocol):
     context_tokens: int | None
     # KV-cache size in tokens when the engine tells (vLLM cache_config_info, llama.cpp slots x n_ctx).
     kv_capacity_tokens: int | None
+    # KV-cache layout, for the fragmentation estimate: tokens per block of a paged engine (vLLM), and
+    # whether it shares cached prompt prefixes between sequences (vLLM V1's default).
+    kv_block_size: int | None
+    prefix_caching: bool
     # Request fields this engine cannot act on (the gateway answers 400 for them).
     unsupported_fields: frozenset[str]
     # Send the computed `priority` (vLLM --scheduling-policy priority); turned off if the engine rejects it.

@@ -104,6 +104,8 @@ class OpenAIHTTPBackend:
         self.kv_admit_ratio = cfg.kv_admit_ratio
         self.context_tokens: int | None = None
         self.kv_capacity_tokens: int | None = None
+        self.kv_block_size: int | None = None
+        self.prefix_caching = self.kind is BackendKind.VLLM  # vLLM V1 caches prefixes unless told not to
         self.send_priority = cfg.scheduling_priority
         self._base = (cfg.url or "").rstrip("/")
         self._routing = routing
@@ -238,7 +240,11 @@ class OpenAIHTTPBackend:
         text = body.decode("utf-8", "replace")
         values = sum_by_name(text, wanted)
         if self.kind is BackendKind.VLLM and self.kv_capacity_tokens is None:
-            self.kv_capacity_tokens = _vllm_kv_capacity(info_labels(text, "vllm:cache_config_info"))
+            labels = info_labels(text, "vllm:cache_config_info")
+            self.kv_capacity_tokens = _vllm_kv_capacity(labels)
+            self.kv_block_size = int(labels["block_size"]) if labels.get("block_size", "").isdigit() else None
+            if "enable_prefix_caching" in labels:
+                self.prefix_caching = labels["enable_prefix_caching"].lower() == "true"
         now = time.monotonic()
         if self.kind is BackendKind.SGLANG:
             if "sglang:num_running_reqs" not in values:

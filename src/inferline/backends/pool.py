@@ -10,17 +10,23 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-from prometheus_client import Gauge
+from typing import Protocol
 
 from inferline.backends.base import Backend, EngineLoad
 from inferline.backends.discovery import DiscoveryChange, DnsDiscovery
-from inferline.config import BackendConfig, BackendKind, InferlineConfig, RoutingConfig
-from inferline.metrics import GatewayMetrics
+from inferline.config import BackendConfig, BackendKind, ModelConfig, RoutingConfig
+from inferline.metrics import BackendMetrics, GatewayMetrics, ModelMetrics
+from inferline.observe.fragmentation import InFlightSequence, KvReading, estimate_fragmentation
 
 log = logging.getLogger("inferline.pool")
 
 _CIRCUIT_VALUE = {"closed": 0, "half_open": 1, "open": 2}
+
+
+class InFlight(Protocol):
+    """One of this gateway's requests on an engine, as the fragmentation estimate sees it."""
+
+    def sequence(self, prefix_caching: bool) -> InFlightSequence: ...
 
 
 @dataclass(slots=True)
@@ -39,7 +45,17 @@ class BackendState:
     completed_since_poll: int = 0
     # prompt + expected output of our requests in flight on it: what they will hold in its KV cache at most
     reserved_kv_tokens: int = 0
+    # For KV accounting against the engine's own gauge (gateway/saturation.py): the prompts the gauge does
+    # not show yet — requests with no token so far (queued or in prefill in the engine), and requests that
+    # started after the last reading — and the output our in-flight requests may still add.
+    unstarted_prompt_tokens: int = 0
+    started_prompt_tokens_since_poll: int = 0
+    output_budget_in_flight: int = 0  # sum of the output budgets of our requests in flight
+    generated_in_flight: int = 0  # tokens those requests have generated so far (counted by relay)
     last_error: str = ""
+    metrics: BackendMetrics | None = field(default=None, repr=False)  # this backend's series, resolved once
+    # Our requests on it, oldest first (the pipeline tracks each attempt): the fragmentation estimate's input.
+    in_flight_requests: dict[int, InFlight] = field(default_factory=dict, repr=False)
     # deploy branch (discovery wiring): its address left the DNS answer; no new requests, streams finish.
     draining: bool = False
     # Every backend of the same model (this one included): ejection never leaves a model with none.
@@ -88,10 +104,15 @@ class BackendState:
         kv = load.kv_cache_usage_ratio or 0.0
         return max(kv + queue, local)
 
+    def note_started(self, prompt_tokens: int) -> None:
+        """A request's first token arrived: its prompt is in the engine's KV (the next reading shows it)."""
+        self.unstarted_prompt_tokens -= prompt_tokens
+        self.started_prompt_tokens_since_poll += prompt_tokens
+
     def record_success(self) -> None:
         self.consecutive_failures = 0
 
-    def record_failure(self, error: str, routing: RoutingConfig, metrics: GatewayMetrics) -> None:
+    def record_failure(self, error: str, routing: RoutingConfig) -> None:
         self.consecutive_failures += 1
         self.last_error = error
         now = time.monotonic()
@@ -105,8 +126,9 @@ class BackendState:
                 )
                 return
             self.ejected_until = now + routing.eject_cooldown_s
-            metrics.ejections.labels(self.name).inc()
-            metrics.backend_healthy.labels(self.name).set(0)
+            if self.metrics is not None:
+                self.metrics.ejections.inc()
+                self.metrics.healthy.set(0)
             log.warning(
                 "backend %s ejected for %.0fs after %d consecutive failures (last: %s)",
                 self.name,
@@ -114,6 +136,21 @@ class BackendState:
                 self.consecutive_failures,
                 error,
             )
+
+
+def fragmentation(s: BackendState, load: EngineLoad) -> float | None:
+    """The engine's KV-cache fragmentation (docs/observability.md) from its reading and our requests on it."""
+    b = s.backend
+    per_slot = b.kind in (BackendKind.EMBEDDED, BackendKind.LLAMACPP)  # llama.cpp: one context per slot
+    reading = KvReading(
+        usage_ratio=load.kv_cache_usage_ratio,
+        capacity_tokens=b.kv_capacity_tokens,
+        block_size=b.kv_block_size,
+        running=load.running,
+        slot_tokens=b.context_tokens if per_slot else None,
+    )
+    sharing = b.prefix_caching and not per_slot
+    return estimate_fragmentation(reading, [r.sequence(sharing) for r in s.in_flight_requests.values()])
 
 
 def build_backend(cfg: BackendConfig, model: str, routing: RoutingConfig) -> Backend:
@@ -127,20 +164,23 @@ def build_backend(cfg: BackendConfig, model: str, routing: RoutingConfig) -> Bac
 
 
 class BackendPool:
-    """Owns every backend's state and the background loops that keep it current."""
+    """Owns every backend's state and the background loops that keep it current (the data layer)."""
 
-    def __init__(self, config: InferlineConfig, metrics: GatewayMetrics) -> None:
-        self._routing = config.routing
+    def __init__(self, models: list[ModelConfig], routing: RoutingConfig, metrics: GatewayMetrics) -> None:
+        self._routing = routing
         # Called after every health or load change, so queued requests are dispatched at once.
         self.on_change: Callable[[], None] = lambda: None
         self._metrics = metrics
+        self._model_metrics: dict[str, ModelMetrics] = {}
         self.by_model: dict[str, list[BackendState]] = {}
-        for m in config.models:
+        for m in models:
+            self._model_metrics[m.name] = metrics.for_model(m.name)
             self.by_model[m.name] = [
                 BackendState(
-                    backend=build_backend(b, m.name, config.routing),
+                    backend=build_backend(b, m.name, routing),
                     model=m.name,
-                    eject_after_failures=config.routing.eject_after_failures,
+                    eject_after_failures=routing.eject_after_failures,
+                    metrics=metrics.for_backend(m.name, b.name),
                 )
                 for b in m.backends
             ]
@@ -150,7 +190,7 @@ class BackendPool:
                 s.siblings = states
         self._discoveries: dict[str, DnsDiscovery] = {
             m.name: DnsDiscovery(m.discovery, functools.partial(self._on_discovery, m.name), label=m.name)
-            for m in config.models
+            for m in models
             if m.discovery is not None
         }
         self._joining: dict[str, asyncio.Task[None]] = {}  # backend name -> its join (first health + load)
@@ -202,7 +242,7 @@ class BackendPool:
         s.healthy = ok
         if not ok:
             s.load = None  # a dead engine's last load must not linger as if current
-        self._metrics.backend_healthy.labels(s.name).set(1 if s.ready(time.monotonic()) else 0)
+        self._publish(s, time.monotonic())
         self.on_change()
 
     async def _load_loop(self, s: BackendState) -> None:
@@ -220,19 +260,25 @@ class BackendPool:
             if load is not None:
                 s.load = load
                 s.dispatched_since_poll = s.completed_since_poll = 0
-        now = time.monotonic()
-        fresh = s.fresh_load(now, self._routing.metrics_max_age_s)
-        m = self._metrics
-        m.backend_kv.labels(s.name).set(
-            fresh.kv_cache_usage_ratio if fresh and fresh.kv_cache_usage_ratio is not None else math.nan
-        )
-        m.backend_running.labels(s.name).set(fresh.running if fresh else math.nan)
-        m.backend_waiting.labels(s.name).set(fresh.waiting if fresh else math.nan)
-        m.backend_in_flight.labels(s.name).set(s.in_flight)
-        m.backend_load_age.labels(s.name).set(now - s.load.observed_at if s.load else math.nan)
-        m.backend_healthy.labels(s.name).set(1 if s.ready(now) else 0)
-        m.backend_circuit.labels(s.name).set(_CIRCUIT_VALUE[s.circuit(now)])
+                s.started_prompt_tokens_since_poll = 0
+        self._publish(s, time.monotonic())
         self.on_change()
+
+    def _publish(self, s: BackendState, now: float) -> None:
+        """The backend's gauges and its model's ready count, from the state just updated."""
+        m = s.metrics
+        if m is not None:
+            fresh = s.fresh_load(now, self._routing.metrics_max_age_s)
+            m.kv.set(fresh.kv_cache_usage_ratio if fresh and fresh.kv_cache_usage_ratio is not None else math.nan)
+            m.running.set(fresh.running if fresh else math.nan)
+            m.waiting.set(fresh.waiting if fresh else math.nan)
+            m.in_flight.set(s.in_flight)
+            m.load_age.set(now - s.load.observed_at if s.load else math.nan)
+            m.healthy.set(1 if s.ready(now) else 0)
+            m.circuit.set(_CIRCUIT_VALUE[s.circuit(now)])
+            frag = fragmentation(s, fresh) if fresh is not None else None
+            m.fragmentation.set(math.nan if frag is None else frag)
+        self._model_metrics[s.model].ready_backends.set(sum(1 for x in s.siblings if x.ready(now)))
 
     def snapshot(self) -> list[dict[str, object]]:
         now = time.monotonic()
@@ -319,6 +365,7 @@ class BackendPool:
             backend=build_backend(cfg, model, self._routing),
             model=model,
             eject_after_failures=self._routing.eject_after_failures,
+            metrics=self._metrics.for_backend(model, name),
         )
         try:
             await state.backend.start()
@@ -350,7 +397,7 @@ class BackendPool:
         for s in self.by_model[model]:
             if s.name == name and not s.draining:
                 s.draining = True
-                self._metrics.backend_healthy.labels(s.name).set(0)
+                self._publish(s, time.monotonic())
                 log.info("backend %s left discovery: draining %d request(s)", name, s.in_flight)
                 self._retiring[name] = asyncio.create_task(self._retire(s), name=f"retire:{name}")
                 self.on_change()
@@ -371,15 +418,6 @@ class BackendPool:
         with contextlib.suppress(ValueError):
             self.states.remove(s)
         await s.backend.close()
-        self._forget_series(s)
+        self._metrics.forget_backend(s.model, s.name)
         log.info("backend %s retired", s.name)
         self.on_change()
-
-    def _forget_series(self, s: BackendState) -> None:
-        """Drop a retired backend's gauges: pod IPs come and go, stale series would pile up in /metrics."""
-        values = {"model": s.model, "backend": s.name}
-        for metric in vars(self._metrics).values():
-            names = getattr(metric, "_labelnames", ())
-            if isinstance(metric, Gauge) and "backend" in names and set(names) <= values.keys():
-                with contextlib.suppress(KeyError):
-                    metric.remove(*(values[n] for n in names))

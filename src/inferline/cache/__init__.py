@@ -1,5 +1,6 @@
 """The response cache: identical deterministic requests answered from a stored complete response.
 
+    config.py   CacheConfig (the `cache` section)
     key.py      cache_key (sha256 of the normalized request), cacheable (temperature 0 or a seed)
     base.py     ResponseCache protocol (get / put / aclose; failures are misses, never errors)
     memory.py   MemoryResponseCache (per process, LRU + TTL)
@@ -19,9 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from inferline.limits.config import CacheConfig
-
 from .base import ResponseCache
+from .config import CacheConfig
 from .key import EXCLUDED_FIELDS, cache_key, cacheable
 from .memory import MemoryResponseCache
 from .sse import as_sse_chunks

@@ -6,7 +6,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from inferline.limits.config import CACHE_MAX_ENTRIES, CACHE_MAX_ENTRY_BYTES, CACHE_TTL_S
+from inferline.cache.config import CACHE_MAX_ENTRIES, CACHE_MAX_ENTRY_BYTES, CACHE_TTL_S
 
 __all__ = ["MemoryResponseCache"]
 

@@ -11,7 +11,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from inferline.limits.config import CACHE_MAX_ENTRY_BYTES, CACHE_TIMEOUT_S, CACHE_TTL_S, CacheConfig
+from inferline.cache.config import CACHE_MAX_ENTRY_BYTES, CACHE_TIMEOUT_S, CACHE_TTL_S, CacheConfig
 from inferline.limits.redis import redacted_url
 
 __all__ = ["RedisResponseCache"]

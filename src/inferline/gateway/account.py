@@ -1,52 +1,80 @@
-"""account: runs for every request — metrics, and the one structured log line. Never logs prompts or keys."""
+"""account: runs for every request — reconcile the key's reservation, metrics, the one log line.
+
+Never logs prompts or keys (the key's name only). The reconcile runs in a background task the limiter
+keeps and drains on shutdown, so it never delays the client and is never lost.
+"""
 
 from __future__ import annotations
 
 import logging
-import time
 
 import orjson
+from prometheus_client import Counter, Histogram
 
+from inferline.limits import Limiter
 from inferline.metrics import GatewayMetrics
 
-from .context import RequestContext
+from .estimates import OutputEstimates
+from .values import Ending
 
 log = logging.getLogger("inferline.request")
 
 
-def account(ctx: RequestContext, metrics: GatewayMetrics) -> None:
-    end_ns = time.monotonic_ns()
-    if not ctx.completion_tokens and ctx.content_chunks:
-        # No usage chunk (cancelled, interrupted): one content chunk is one token on vLLM and llama.cpp.
-        ctx.completion_tokens = ctx.content_chunks
-    model = ctx.model or (ctx.parsed.model if ctx.parsed else "")
-    backend = ctx.backend or "none"
-    status = ctx.status or (ctx.error.status if ctx.error else 500)
-    metrics.requests.labels(model or "none", backend, str(status), ctx.outcome.value).inc()
-    if ctx.parsed is not None and model:
-        metrics.e2e.labels(model).observe((end_ns - ctx.started_ns) / 1e9)
-        if ctx.backend:
-            if ctx.prompt_tokens:
-                metrics.prompt_tokens.labels(model, backend).inc(ctx.prompt_tokens)
-            if ctx.completion_tokens:
-                metrics.generation_tokens.labels(model, backend).inc(ctx.completion_tokens)
-    if log.isEnabledFor(logging.INFO):
-        record = {
-            "event": "request",
-            "id": ctx.request_id,
-            "model": model or None,
-            "key": ctx.principal or None,
-            "backend": ctx.backend or None,
-            "status": status,
-            "outcome": ctx.outcome.value,
-            "stream": ctx.parsed.stream if ctx.parsed else None,
-            "attempts": ctx.attempts,
-            "prompt_tokens": ctx.prompt_tokens,
-            "completion_tokens": ctx.completion_tokens,
-            "finish_reason": ctx.finish_reason,
-            "ttft_ms": round((ctx.first_token_ns - ctx.started_ns) / 1e6, 1) if ctx.first_token_ns else None,
-            "duration_ms": round((end_ns - ctx.started_ns) / 1e6, 1),
-        }
-        if ctx.error is not None:
-            record["error"] = ctx.error.message
-        log.info("%s", orjson.dumps(record).decode())
+class Accountant:
+    def __init__(self, limiter: Limiter, estimates: OutputEstimates, metrics: GatewayMetrics) -> None:
+        self._limiter = limiter
+        self._estimates = estimates
+        self._metrics = metrics
+        # labels() validates and takes a lock on every call: children are kept, one per label set seen.
+        self._requests: dict[tuple[str, str, str, str], Counter] = {}
+        self._e2e: dict[tuple[str, str], Histogram] = {}
+
+    def account(self, ending: Ending) -> None:
+        d = ending.delivery
+        parsed = ending.parsed
+        if ending.reservation is not None:
+            self._limiter.release_soon(ending.reservation, d.tokens_used(parsed))
+        if not d.completion_tokens and d.content_chunks:
+            # No usage chunk (cancelled, interrupted): one content chunk is one token on vLLM and llama.cpp.
+            d.completion_tokens = d.content_chunks
+        model = d.model or (parsed.model if parsed else "") or "none"
+        backend = d.backend or "none"
+        key = (model, backend, str(ending.status), ending.outcome.value)
+        counter = self._requests.get(key)
+        if counter is None:
+            counter = self._requests[key] = self._metrics.requests.labels(*key)
+        counter.inc()
+        if parsed is not None and model != "none":
+            e2e = self._e2e.get((model, backend))
+            if e2e is None:
+                e2e = self._e2e[(model, backend)] = self._metrics.e2e.labels(model, backend)
+            e2e.observe((ending.ended_ns - ending.started_ns) / 1e9)
+            if d.backend and d.backend != "cache":
+                if d.prompt_tokens:
+                    self._metrics.prompt_tokens.labels(model, backend).inc(d.prompt_tokens)
+                if d.completion_tokens:
+                    self._metrics.generation_tokens.labels(model, backend).inc(d.completion_tokens)
+                    if d.complete and ending.error is None:
+                        self._estimates.observe(model, d.completion_tokens)
+        if log.isEnabledFor(logging.INFO):
+            record = {
+                "event": "request",
+                "id": ending.request_id,
+                "model": model if model != "none" else None,
+                "key": ending.principal.name if ending.principal else None,
+                "backend": d.backend or None,
+                "status": ending.status,
+                "outcome": ending.outcome.value,
+                "stream": parsed.stream if parsed else None,
+                "attempts": d.attempts,
+                "prompt_tokens": d.prompt_tokens,
+                "completion_tokens": d.completion_tokens,
+                "finish_reason": d.finish_reason,
+                "ttft_ms": round((d.first_token_ns - ending.started_ns) / 1e6, 1) if d.first_token_ns else None,
+                "duration_ms": round((ending.ended_ns - ending.started_ns) / 1e6, 1),
+            }
+            if ending.variant is not None:
+                record["variant"] = ending.variant
+            if ending.error is not None:
+                record["error"] = ending.error.message
+            log.info("%s", orjson.dumps(record).decode())

@@ -1,4 +1,9 @@
-"""parse: body bytes -> ParsedRequest. Size cap, JSON, schema, token estimate. Rejects with 400 / 413."""
+"""parse: the client's bytes -> ParsedRequest. Body cap, JSON, schema, token bounds, context fit. 400 / 413.
+
+Entry point `parse(scope, receive, kind, max_body_bytes)`. The context checks live here too: the cheap
+bound at parse time (`check_context`), and the exact fit an engine that hangs on a full context needs
+(`fit_output`, called once the target engine is known).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,42 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from inferline.errors import ContextLengthExceeded, InvalidRequest
+from inferline.backends.base import Backend
+from inferline.errors import ContextLengthExceeded, InvalidRequest, PayloadTooLarge
 from inferline.protocol import ChatCompletionRequest, CompletionRequest
+from inferline.types import Receive, Scope
 
-from .context import ParsedRequest
+from .values import ParsedRequest
+
+
+class ClientGone(Exception):
+    """The client disconnected while we were still reading its request (not an error: nobody to tell)."""
+
+
+async def parse(scope: Scope, receive: Receive, kind: str, max_body_bytes: int) -> ParsedRequest:
+    """Read the body (at most max_body_bytes) and validate it as an OpenAI `kind` request."""
+    return parse_request(await read_body(scope, receive, max_body_bytes), kind)
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole request body, refused with 413 as soon as it is known to exceed `limit`."""
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise PayloadTooLarge(f"request body is {int(value)} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        body = message.get("body", b"")
+        size += len(body)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(body)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
 
 _SCHEMAS: dict[str, type[BaseModel]] = {"chat": ChatCompletionRequest, "completions": CompletionRequest}
 _PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
@@ -109,6 +146,34 @@ def parse_request(raw: bytes, kind: str) -> ParsedRequest:
         prompt_tokens_estimate=estimate_prompt_tokens(body, kind),
         prompt_tokens_upper=prompt_size_bytes(body, kind) + _TEMPLATE_OVERHEAD_TOKENS,
     )
+
+
+async def fit_output(parsed: ParsedRequest, backend: Backend, context_tokens: int, model: str) -> int | None:
+    """Make prompt + output fit an engine that would otherwise hang at a full context.
+
+    Returns a max_tokens to send (when the client gave none), or None to keep the client's. Counting
+    tokens costs two local calls to the engine, so it only happens when the byte bound can't decide.
+    """
+    requested = parsed.max_tokens
+    if requested is not None and parsed.prompt_tokens_upper + requested <= context_tokens:
+        return None
+    exact = await backend.count_prompt_tokens(parsed.body)
+    prompt = exact if exact is not None else parsed.prompt_tokens_upper
+    if prompt >= context_tokens:
+        raise ContextLengthExceeded(
+            f"the prompt is {prompt} tokens; model {model} has a context of {context_tokens} tokens",
+            param="messages" if parsed.kind == "chat" else "prompt",
+        )
+    room = context_tokens - prompt
+    if requested is None:
+        return room
+    if requested > room:
+        raise ContextLengthExceeded(
+            f"prompt ({prompt} tokens) + `max_tokens` ({requested}) exceeds the context of model {model} "
+            f"({context_tokens} tokens); ask for at most {room}",
+            param="max_tokens",
+        )
+    return None
 
 
 def check_context(parsed: ParsedRequest, context_tokens: int | None, model: str) -> None:

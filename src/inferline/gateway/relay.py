@@ -1,8 +1,11 @@
-"""relay: try backends until one answers, then pass its answer to the client chunk by chunk.
+"""relay: the engine's answer to the client, bytes in and bytes out; errors after the first byte in-band.
 
-Before the first content token nothing has reached the client, so a failing backend is retried on
-the next candidate. After it, the stream belongs to the client: an engine failure ends it with an
-SSE error event, never a clean-looking [DONE].
+Before the first content token nothing has reached the client: the engine's early events (role chunk)
+are held, and a failure raises `Retryable` so route can try another engine. After it, the stream belongs
+to the client: an engine failure ends it with an SSE error event (`stream_interrupted`), never a
+clean-looking [DONE]. What one network read from the engine brought goes out in one `send`, and the next
+read waits for that send: the client's pace is the engine's (backpressure). Per chunk: no parsing of plain
+tokens, no logging, no label lookups.
 """
 
 from __future__ import annotations
@@ -12,29 +15,23 @@ from typing import Any
 
 import orjson
 
-from inferline.backends.base import Backend, BackendConnectError, UpstreamResponse
-from inferline.config import RoutingConfig
+from inferline.backends.base import BackendConnectError, UpstreamResponse
 from inferline.errors import (
-    BackendUnavailable,
-    ContextLengthExceeded,
     GatewayError,
     InvalidRequest,
-    Outcome,
-    PayloadTooLarge,
     StreamInterrupted,
     UpstreamError,
     UpstreamTimeout,
+    error_body,
+    error_headers,
     sse_error,
 )
-from inferline.metrics import GatewayMetrics, ModelMetrics
-from inferline.types import Send
+from inferline.types import Message, Send
 
-from .context import ParsedRequest, RequestContext
-from .parse import check_context
-from .route import Router, Target
+from .upstream import Retryable
+from .values import Delivery, ParsedRequest, Target
 
 _MAX_UPSTREAM_BODY_BYTES = 32 * 1024 * 1024
-_MAX_ERROR_BODY_BYTES = 64 * 1024
 _DONE = b"data: [DONE]\n\n"
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
@@ -44,122 +41,242 @@ SSE_HEADERS = [
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-class _Retryable(Exception):
-    """This backend failed before any token reached the client: try the next one."""
+class Relay:
+    def __init__(self, first_token_timeout_s: float) -> None:
+        self._first_token_timeout_s = first_token_timeout_s
 
-    def __init__(self, error: GatewayError, count_failure: bool = True) -> None:
-        super().__init__(error.message)
-        self.error = error
-        self.count_failure = count_failure
+    async def relay(
+        self,
+        parsed: ParsedRequest,
+        resp: UpstreamResponse,
+        target: Target,
+        delivery: Delivery,
+        send: Send,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        """Relay `resp` (status 200) to the client. Raises Retryable before the first token,
+        StreamInterrupted after it; closes `resp` either way."""
+        try:
+            if parsed.stream:
+                await self._stream(parsed, resp, target, delivery, send, headers)
+            else:
+                await self._whole(resp, delivery, send, headers)
+        finally:
+            resp.close()
+
+    async def _whole(
+        self, resp: UpstreamResponse, delivery: Delivery, send: Send, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        try:
+            raw = await resp.read(_MAX_UPSTREAM_BODY_BYTES)
+        except BackendConnectError as exc:
+            raise Retryable(UpstreamError(f"backend {delivery.backend} failed mid-response: {exc}")) from None
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise Retryable(UpstreamError(f"backend {delivery.backend} sent a body that is not JSON")) from None
+        usage = obj.get("usage") if isinstance(obj, dict) else None
+        if isinstance(usage, dict):
+            delivery.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            delivery.completion_tokens = int(usage.get("completion_tokens") or 0)
+        choices = obj.get("choices") if isinstance(obj, dict) else None
+        if choices:
+            delivery.finish_reason = choices[0].get("finish_reason")
+        delivery.first_token_ns = delivery.last_token_ns = time.monotonic_ns()
+        delivery.status = 200
+        delivery.body = raw
+        delivery.started = True
+        await send({"type": "http.response.start", "status": 200, "headers": JSON_HEADERS + _who(delivery, headers)})
+        await send({"type": "http.response.body", "body": raw, "more_body": False})
+        delivery.complete = True
+
+    async def _stream(
+        self,
+        parsed: ParsedRequest,
+        resp: UpstreamResponse,
+        target: Target,
+        delivery: Delivery,
+        send: Send,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        batches = resp.event_batches()
+        pending: list[bytes] = []
+        rest: list[bytes] = []
+        backend = delivery.backend
+        # Phase 1: hold events until the first token, so an engine that fails now can be retried.
+        while True:
+            try:
+                batch = await anext(batches)
+            except StopAsyncIteration:
+                raise Retryable(UpstreamError(f"backend {backend} closed the stream before any token")) from None
+            except BackendConnectError as exc:
+                raise Retryable(UpstreamError(f"backend {backend} failed before the first token: {exc}")) from None
+            except TimeoutError:
+                raise Retryable(
+                    UpstreamTimeout(f"backend {backend}: no token within {self._first_token_timeout_s}s")
+                ) from None
+            first = _hold_until_first_token(delivery, parsed, batch, pending)
+            if first is not None:
+                rest = batch[first + 1 :]
+                break
+        state = target.state
+        m = state.metrics
+        now = time.monotonic_ns()
+        delivery.status = 200
+        delivery.started = True
+        delivery.first_token_ns = delivery.last_token_ns = now
+        delivery.content_chunks = 1
+        state.generated_in_flight += 1
+        state.note_started(target.prompt_tokens)
+        if m is not None:
+            m.ttft.observe((now - delivery.arrival_ns) / 1e9)
+        start: Message = {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": SSE_HEADERS + _who(delivery, headers),
+        }
+        await _timed_send(delivery, send, start)
+        await _timed_send(delivery, send, {"type": "http.response.body", "body": b"".join(pending), "more_body": True})
+        # Phase 2: the stream is the client's. One send per engine read; the next read waits for it.
+        observe_itl = m.itl.observe if m is not None else _ignore
+        monotonic_ns = time.monotonic_ns
+        batch = rest
+        try:
+            while True:
+                out: list[bytes] = []
+                tokens = 0
+                now = monotonic_ns()
+                for payload in batch:
+                    if _is_plain_token(payload):
+                        # The common case, decided without parsing: a content delta, no finish, no usage.
+                        observe_itl((now - delivery.last_token_ns) / 1e9)
+                        delivery.last_token_ns = now
+                        tokens += 1
+                        out.append(b"data: " + payload + b"\n\n")
+                        continue
+                    if payload == b"[DONE]":
+                        out.append(_DONE)
+                        delivery.content_chunks += tokens
+                        state.generated_in_flight += tokens
+                        body = {"type": "http.response.body", "body": b"".join(out), "more_body": False}
+                        await _timed_send(delivery, send, body)
+                        delivery.complete = True
+                        if delivery.completion_tokens == 0:
+                            delivery.completion_tokens = delivery.content_chunks
+                        await resp.finish()  # after the client has its [DONE]: keep the connection for reuse
+                        return
+                    obj = _load(payload)
+                    if obj is None or "error" in obj:
+                        delivery.content_chunks += tokens
+                        state.generated_in_flight += tokens
+                        if out:
+                            await _timed_send(
+                                delivery, send, {"type": "http.response.body", "body": b"".join(out), "more_body": True}
+                            )
+                        raise _event_error(obj, backend, mid_stream=True)
+                    has_token, finish = _chunk_has_token(obj)
+                    if has_token:
+                        observe_itl((now - delivery.last_token_ns) / 1e9)
+                        delivery.last_token_ns = now
+                        tokens += 1
+                    if finish or "usage" in obj:
+                        _account_chunk(delivery, obj, finish)
+                        if obj.get("usage") and not obj.get("choices") and not parsed.include_usage:
+                            continue
+                    out.append(b"data: " + payload + b"\n\n")
+                delivery.content_chunks += tokens
+                state.generated_in_flight += tokens
+                if out:
+                    delivery.sending_since_ns = now
+                    await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+                    delivery.sending_since_ns = 0
+                try:
+                    batch = await anext(batches)
+                except StopAsyncIteration:
+                    raise StreamInterrupted(
+                        f"backend {backend} closed the stream before [DONE]; the answer is incomplete"
+                    ) from None
+        except BackendConnectError as exc:
+            raise StreamInterrupted(f"backend {backend} failed mid-stream: {exc}; the answer is incomplete") from None
+        except TimeoutError:
+            raise StreamInterrupted(
+                f"backend {backend} sent nothing for {self._first_token_timeout_s}s mid-stream"
+            ) from None
 
 
-def upstream_body(
-    parsed: ParsedRequest, upstream_model: str, max_tokens: int | None = None, priority: int | None = None
-) -> bytes:
-    body = dict(parsed.body)
-    body["model"] = upstream_model
-    if priority is not None:
-        body["priority"] = priority
-    if max_tokens is not None:
-        body["max_tokens"] = max_tokens
-        body.pop("max_completion_tokens", None)
-    if parsed.stream:
-        # Always ask for usage: token accounting needs it; the chunk is dropped if the client didn't ask.
-        opts = dict(body.get("stream_options") or {})
-        opts["include_usage"] = True
-        body["stream_options"] = opts
-    return orjson.dumps(body)
+async def send_error(delivery: Delivery, send: Send, exc: GatewayError, headers: list[tuple[bytes, bytes]]) -> None:
+    """Before the first byte an error is a response; after it, an SSE error event ends the stream (no [DONE])."""
+    if delivery.started:
+        if not delivery.complete:
+            delivery.complete = True
+            await send({"type": "http.response.body", "body": sse_error(exc), "more_body": False})
+        return
+    delivery.status = exc.status
+    delivery.started = True
+    await send({"type": "http.response.start", "status": exc.status, "headers": error_headers(exc) + headers})
+    await send({"type": "http.response.body", "body": error_body(exc)})
+    delivery.complete = True
 
 
-def route_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
+async def replay(
+    parsed: ParsedRequest, chunks: bytes, delivery: Delivery, send: Send, headers: list[tuple[bytes, bytes]]
+) -> None:
+    """A stored answer (the response cache), as JSON or as one SSE burst."""
+    delivery.status = 200
+    delivery.started = True
+    content_type = SSE_HEADERS if parsed.stream else JSON_HEADERS
+    await send({"type": "http.response.start", "status": 200, "headers": content_type + _who(delivery, headers)})
+    await send({"type": "http.response.body", "body": chunks, "more_body": False})
+    delivery.complete = True
+
+
+def _ignore(_: float) -> None:
+    return None
+
+
+def _who(delivery: Delivery, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     return [
-        (b"x-inferline-backend", ctx.backend.encode()),
-        (b"x-inferline-model", ctx.model.encode()),
-        (b"x-request-id", ctx.request_id.encode()),
-        *ctx.extra_headers,
+        (b"x-inferline-backend", delivery.backend.encode()),
+        (b"x-inferline-model", delivery.model.encode()),
+        *headers,
     ]
 
 
-def _unsupported(parsed: ParsedRequest, target: Target) -> None:
-    fields = target.state.backend.unsupported_fields
-    if not fields:
-        return
-    used = sorted(k for k in parsed.body if k in fields and parsed.body[k] not in (None, False, [], {}))
-    if parsed.body.get("n") not in (None, 1) and target.state.backend.kind.value == "embedded":
-        used.append("n")
-    if used:
-        raise InvalidRequest(
-            f"`{used[0]}` is not supported by the embedded llama.cpp engine serving model {target.model!r} "
-            f"(unsupported here: {', '.join(used)}); use a vLLM backend for it",
-            param=used[0],
-            code="unsupported_parameter",
-        )
+async def _timed_send(delivery: Delivery, send: Send, message: Message) -> None:
+    delivery.sending_since_ns = time.monotonic_ns()
+    await send(message)
+    delivery.sending_since_ns = 0
 
 
-async def _upstream_error(resp: UpstreamResponse, backend: str) -> Exception:
-    """Map an engine's non-200 answer: the client's mistakes keep their 4xx; the engine's are retried."""
-    try:
-        raw = await resp.read(_MAX_ERROR_BODY_BYTES)
-    except BackendConnectError:
-        raw = b""
-    finally:
-        resp.close()
-    message = raw[:500].decode("utf-8", "replace").strip()
-    try:
-        err = orjson.loads(raw)
-        if isinstance(err, dict):
-            inner = err.get("error", err)
-            if isinstance(inner, dict) and inner.get("message"):
-                message = str(inner["message"])
-            elif isinstance(inner, str):
-                message = inner
-    except orjson.JSONDecodeError:
-        pass
-    status = resp.status
-    text = f"backend {backend} answered {status}: {message or '(no body)'}"
-    if status in (400, 422):
-        lowered = message.lower()
-        if "context" in lowered and ("exceed" in lowered or "length" in lowered or "long" in lowered):
-            return ContextLengthExceeded(text, param="messages")
-        return InvalidRequest(text)
-    if status == 413:
-        return PayloadTooLarge(text)
-    if status == 429:
-        return _Retryable(BackendUnavailable(text, retry_after_s=1, backend=backend), count_failure=False)
-    if status in (408, 504):
-        return _Retryable(UpstreamTimeout(text, backend=backend))
-    if status >= 500:
-        return _Retryable(UpstreamError(text, backend=backend))
-    # 401/403/404 from an engine are configuration problems of ours, not the client's.
-    return _Retryable(UpstreamError(text, backend=backend))
-
-
-async def _fit_output(parsed: ParsedRequest, backend: Backend, context_tokens: int, model: str) -> int | None:
-    """Make prompt + output fit an engine that would otherwise hang at a full context.
-
-    Returns a max_tokens to send (when the client gave none), or None to keep the client's. Counting
-    tokens costs two local calls to the engine, so it only happens when the byte bound can't decide.
-    """
-    requested = parsed.max_tokens
-    if requested is not None and parsed.prompt_tokens_upper + requested <= context_tokens:
-        return None
-    exact = await backend.count_prompt_tokens(parsed.body)
-    prompt = exact if exact is not None else parsed.prompt_tokens_upper
-    if prompt >= context_tokens:
-        raise ContextLengthExceeded(
-            f"the prompt is {prompt} tokens; model {model} has a context of {context_tokens} tokens",
-            param="messages" if parsed.kind == "chat" else "prompt",
-        )
-    room = context_tokens - prompt
-    if requested is None:
-        return room
-    if requested > room:
-        raise ContextLengthExceeded(
-            f"prompt ({prompt} tokens) + `max_tokens` ({requested}) exceeds the context of model {model} "
-            f"({context_tokens} tokens); ask for at most {room}",
-            param="max_tokens",
-        )
+def _hold_until_first_token(
+    delivery: Delivery, parsed: ParsedRequest, batch: list[bytes], pending: list[bytes]
+) -> int | None:
+    """Account and hold the events of one read; the index of the first token (or finish), else None."""
+    for i, payload in enumerate(batch):
+        if payload == b"[DONE]":
+            raise Retryable(UpstreamError(f"backend {delivery.backend} ended the stream without any output"))
+        obj = _load(payload)
+        if obj is None or "error" in obj:
+            err = _event_error(obj, delivery.backend)
+            if isinstance(err, InvalidRequest):
+                raise err
+            raise Retryable(err)
+        has_token, finish = _chunk_has_token(obj)
+        _account_chunk(delivery, obj, finish)
+        if not (obj.get("usage") and not obj.get("choices") and not parsed.include_usage):
+            pending.append(b"data: " + payload + b"\n\n")
+        if has_token or finish:
+            return i
     return None
+
+
+def _account_chunk(delivery: Delivery, obj: dict[str, Any], finish: str | None) -> None:
+    if finish:
+        delivery.finish_reason = finish
+    usage = obj.get("usage")
+    if isinstance(usage, dict):
+        delivery.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        delivery.completion_tokens = int(usage.get("completion_tokens") or 0)
 
 
 def _chunk_has_token(obj: dict[str, Any]) -> tuple[bool, str | None]:
@@ -175,255 +292,6 @@ def _chunk_has_token(obj: dict[str, Any]) -> tuple[bool, str | None]:
     else:
         has = bool(c0.get("text"))
     return has, finish
-
-
-class Relay:
-    def __init__(self, routing: RoutingConfig, metrics: GatewayMetrics, model_contexts: dict[str, int | None]):
-        self._routing = routing
-        self._metrics = metrics
-        self._model_contexts = model_contexts
-
-    async def serve(
-        self,
-        ctx: RequestContext,
-        parsed: ParsedRequest,
-        first: Target,
-        router: Router,
-        send: Send,
-        mm: dict[str, ModelMetrics],
-    ) -> None:
-        """Serve from `first` (a slot the queue granted); on a failure before the first token, retry on
-        another backend with room. Every granted slot is released exactly once."""
-        target: Target | None = first
-        tried: set[str] = set()
-        last: GatewayError | None = None
-        while target is not None:
-            tried.add(target.state.name)
-            try:
-                await self._attempt(ctx, parsed, target, send, mm)
-                return
-            except _Retryable as exc:
-                last = exc.error
-                if exc.count_failure:
-                    target.state.record_failure(exc.error.message, self._routing, self._metrics)
-            except StreamInterrupted as exc:
-                target.state.record_failure(exc.message, self._routing, self._metrics)
-                raise
-            finally:
-                router.release(target)
-            target = None
-            if ctx.attempts < self._routing.max_attempts:
-                target = router.retry_target(parsed.model, ctx.model, tried, first.kv_tokens)
-                if target is not None:
-                    self._metrics.retries.labels(target.model, target.state.name).inc()
-        assert last is not None
-        if ctx.attempts > 1:
-            last.message += f" (tried {ctx.attempts} backends)"
-        raise last
-
-    async def _attempt(
-        self, ctx: RequestContext, parsed: ParsedRequest, target: Target, send: Send, mm: dict[str, ModelMetrics]
-    ) -> None:
-        state = target.state
-        backend = state.backend
-        _unsupported(parsed, target)
-        context_tokens = self._model_contexts.get(target.model) or backend.context_tokens
-        check_context(parsed, context_tokens, target.model)
-        max_tokens = None
-        if backend.caps_output_to_context and context_tokens:
-            max_tokens = await _fit_output(parsed, backend, context_tokens, target.model)
-        ctx.attempts += 1
-        ctx.backend, ctx.model = backend.name, target.model
-        priority = ctx.priority if backend.send_priority else None
-        try:
-            resp = await backend.post(parsed.path, upstream_body(parsed, backend.upstream_model, max_tokens, priority))
-            if resp.status == 400 and priority is not None:
-                err = await _upstream_error(resp, backend.name)
-                if "priority" not in str(err).lower():
-                    raise err
-                # An engine not started with --scheduling-policy priority: stop sending it, resend once.
-                backend.send_priority = False
-                resp = await backend.post(parsed.path, upstream_body(parsed, backend.upstream_model, max_tokens))
-        except BackendConnectError as exc:
-            raise _Retryable(
-                BackendUnavailable(f"backend {backend.name} unreachable: {exc}", retry_after_s=2)
-            ) from None
-        except TimeoutError as exc:
-            raise _Retryable(UpstreamTimeout(f"backend {backend.name}: {exc}")) from None
-        if resp.status != 200:
-            raise await _upstream_error(resp, backend.name)
-        try:
-            if parsed.stream:
-                await self._stream(ctx, parsed, resp, send, mm[target.model])
-            else:
-                await self._whole(ctx, resp, send)
-        finally:
-            resp.close()
-        state.record_success()
-
-    async def _whole(self, ctx: RequestContext, resp: UpstreamResponse, send: Send) -> None:
-        try:
-            raw = await resp.read(_MAX_UPSTREAM_BODY_BYTES)
-        except BackendConnectError as exc:
-            raise _Retryable(UpstreamError(f"backend {ctx.backend} failed mid-response: {exc}")) from None
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise _Retryable(UpstreamError(f"backend {ctx.backend} sent a body that is not JSON")) from None
-        usage = obj.get("usage") if isinstance(obj, dict) else None
-        if isinstance(usage, dict):
-            ctx.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-            ctx.completion_tokens = int(usage.get("completion_tokens") or 0)
-        choices = obj.get("choices") if isinstance(obj, dict) else None
-        if choices:
-            ctx.finish_reason = choices[0].get("finish_reason")
-        ctx.first_token_ns = ctx.last_token_ns = time.monotonic_ns()
-        ctx.status = 200
-        ctx.response_body = raw
-        await send({"type": "http.response.start", "status": 200, "headers": JSON_HEADERS + route_headers(ctx)})
-        await send({"type": "http.response.body", "body": raw, "more_body": False})
-        ctx.response_complete = True
-
-    async def _stream(
-        self, ctx: RequestContext, parsed: ParsedRequest, resp: UpstreamResponse, send: Send, mm: ModelMetrics
-    ) -> None:
-        batches = resp.event_batches()
-        pending: list[bytes] = []
-        rest: list[bytes] = []
-        # Phase 1: hold events until the first token, so a backend that fails now can be retried.
-        while True:
-            try:
-                batch = await anext(batches)
-            except StopAsyncIteration:
-                raise _Retryable(UpstreamError(f"backend {ctx.backend} closed the stream before any token")) from None
-            except BackendConnectError as exc:
-                raise _Retryable(UpstreamError(f"backend {ctx.backend} failed before the first token: {exc}")) from None
-            except TimeoutError:
-                raise _Retryable(
-                    UpstreamTimeout(f"backend {ctx.backend}: no token within {self._routing.first_token_timeout_s}s")
-                ) from None
-            first = self._before_first_token(ctx, parsed, batch, pending)
-            if first is not None:
-                rest = batch[first + 1 :]
-                break
-        now = time.monotonic_ns()
-        ctx.status = 200
-        ctx.response_started = True
-        ctx.first_token_ns = ctx.last_token_ns = now
-        ctx.content_chunks = 1
-        mm.ttft.observe((now - ctx.started_ns) / 1e9)
-        await self._send(
-            ctx,
-            send,
-            {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + route_headers(ctx)},
-        )
-        await self._send(ctx, send, {"type": "http.response.body", "body": b"".join(pending), "more_body": True})
-        # Phase 2: the stream is the client's. What one read from the engine brought goes out in one send,
-        # and the next read waits for that send: the client's pace is ours (backpressure).
-        observe_itl = mm.itl.observe
-        monotonic_ns = time.monotonic_ns
-        batch = rest
-        try:
-            while True:
-                out: list[bytes] = []
-                now = monotonic_ns()
-                for payload in batch:
-                    if _is_plain_token(payload):
-                        # The common case, decided without parsing: a content delta, no finish, no usage.
-                        observe_itl((now - ctx.last_token_ns) / 1e9)
-                        ctx.last_token_ns = now
-                        ctx.content_chunks += 1
-                        out.append(b"data: " + payload + b"\n\n")
-                        continue
-                    if payload == b"[DONE]":
-                        out.append(_DONE)
-                        await self._send(
-                            ctx, send, {"type": "http.response.body", "body": b"".join(out), "more_body": False}
-                        )
-                        ctx.response_complete = True
-                        if ctx.completion_tokens == 0:
-                            ctx.completion_tokens = ctx.content_chunks
-                        await resp.finish()  # after the client has its [DONE]: keep the connection for reuse
-                        return
-                    obj = _load(payload)
-                    if obj is None or "error" in obj:
-                        if out:
-                            await self._send(
-                                ctx, send, {"type": "http.response.body", "body": b"".join(out), "more_body": True}
-                            )
-                        raise _event_error(obj, ctx.backend, mid_stream=True)
-                    has_token, finish = _chunk_has_token(obj)
-                    if has_token:
-                        observe_itl((now - ctx.last_token_ns) / 1e9)
-                        ctx.last_token_ns = now
-                        ctx.content_chunks += 1
-                    if finish or "usage" in obj:
-                        self._account_chunk(ctx, obj, finish)
-                        if obj.get("usage") and not obj.get("choices") and not parsed.include_usage:
-                            continue
-                    out.append(b"data: " + payload + b"\n\n")
-                if out:
-                    ctx.sending_since_ns = now
-                    await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
-                    ctx.sending_since_ns = 0
-                try:
-                    batch = await anext(batches)
-                except StopAsyncIteration:
-                    raise StreamInterrupted(
-                        f"backend {ctx.backend} closed the stream before [DONE]; the answer is incomplete"
-                    ) from None
-        except BackendConnectError as exc:
-            raise StreamInterrupted(
-                f"backend {ctx.backend} failed mid-stream: {exc}; the answer is incomplete"
-            ) from None
-        except TimeoutError:
-            raise StreamInterrupted(
-                f"backend {ctx.backend} sent nothing for {self._routing.first_token_timeout_s}s mid-stream"
-            ) from None
-
-    def _before_first_token(
-        self, ctx: RequestContext, parsed: ParsedRequest, batch: list[bytes], pending: list[bytes]
-    ) -> int | None:
-        """Account and hold the events of one read; the index of the first token (or finish), else None."""
-        for i, payload in enumerate(batch):
-            if payload == b"[DONE]":
-                raise _Retryable(UpstreamError(f"backend {ctx.backend} ended the stream without any output"))
-            obj = _load(payload)
-            if obj is None or "error" in obj:
-                err = _event_error(obj, ctx.backend)
-                if isinstance(err, InvalidRequest):
-                    raise err
-                raise _Retryable(err)
-            has_token, finish = _chunk_has_token(obj)
-            self._account_chunk(ctx, obj, finish)
-            if not (obj.get("usage") and not obj.get("choices") and not parsed.include_usage):
-                pending.append(b"data: " + payload + b"\n\n")
-            if has_token or finish:
-                return i
-        return None
-
-    @staticmethod
-    async def _send(ctx: RequestContext, send: Send, message: dict[str, Any]) -> None:
-        ctx.sending_since_ns = time.monotonic_ns()
-        await send(message)
-        ctx.sending_since_ns = 0
-
-    @staticmethod
-    def _account_chunk(ctx: RequestContext, obj: dict[str, Any], finish: str | None) -> None:
-        if finish:
-            ctx.finish_reason = finish
-        usage = obj.get("usage")
-        if isinstance(usage, dict):
-            ctx.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-            ctx.completion_tokens = int(usage.get("completion_tokens") or 0)
-
-
-async def end_stream_with_error(ctx: RequestContext, send: Send, exc: GatewayError) -> None:
-    """Once headers are out an error must travel in-band: an error event, and no [DONE]."""
-    ctx.error = exc
-    ctx.outcome = exc.outcome
-    await send({"type": "http.response.body", "body": sse_error(exc), "more_body": False})
-    ctx.response_complete = True
 
 
 def _is_plain_token(payload: bytes) -> bool:
@@ -463,6 +331,3 @@ def _event_error(obj: dict[str, Any] | None, backend: str, mid_stream: bool = Fa
     if etype in ("invalid_request_error", "BadRequestError") or code == 400:
         return InvalidRequest(text)
     return UpstreamError(text)
-
-
-__all__ = ["Outcome", "Relay", "end_stream_with_error", "route_headers", "upstream_body"]

@@ -1,6 +1,6 @@
 """Rate limits, token budgets and concurrency per API key, in a store shared by every gateway replica.
 
-    config.py    KeyLimits, ApiKeyConfig, LimitsConfig (and CacheConfig for inferline.cache)
+    config.py    KeyLimits, ApiKeyConfig, LimitsConfig
     keyring.py   KeyRing: bearer token -> ApiKeyConfig by sha256, constant time
     base.py      LimitStore protocol, Reservation, Denial, DenialReason, LimitStoreUnavailable
     memory.py    MemoryLimitStore (one process)
@@ -25,7 +25,7 @@ from .base import (
     RequestTooLarge,
     Reservation,
 )
-from .config import ApiKeyConfig, CacheConfig, KeyLimits, LimitsConfig
+from .config import ApiKeyConfig, KeyLimits, LimitsConfig
 from .keyring import KeyRing, KeyRingError, bearer_token, hash_api_key
 from .limiter import ANONYMOUS, Limiter
 from .memory import MemoryLimitStore
@@ -34,7 +34,6 @@ __all__ = [
     "ANONYMOUS",
     "LIMIT_STORES",
     "ApiKeyConfig",
-    "CacheConfig",
     "Denial",
     "DenialReason",
     "KeyLimits",

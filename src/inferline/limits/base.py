@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-from inferline.errors import InvalidRequest, RateLimited
+from inferline.errors import InvalidRequest, Outcome, RateLimited
 
 from .config import KeyLimits
 
@@ -192,7 +192,13 @@ class LimitDenied(RateLimited):
     """429: a rate limit, budget or concurrency limit of the key. Send `headers` with the error response."""
 
     def __init__(self, denial: Denial) -> None:
-        super().__init__(denial.message, code=denial.reason.value, retry_after_s=denial.retry_after_s)
+        # The reason is the outcome too (rate_limited, budget_exhausted, concurrency_limited): one vocabulary.
+        super().__init__(
+            denial.message,
+            code=denial.reason.value,
+            retry_after_s=denial.retry_after_s,
+            outcome=Outcome(denial.reason.value),
+        )
         self.denial = denial
         self.headers = denial.headers()
 

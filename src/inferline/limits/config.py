@@ -1,4 +1,4 @@
-"""Typed configuration of API keys, their limits and budgets, and the response cache.
+"""Typed configuration of API keys, their limits and budgets.
 
 API keys never appear in plain text here: a key is given by its sha256 hex digest, or by the name of an
 environment variable that holds it (resolved once, hashed, and dropped by `KeyRing`).
@@ -12,12 +12,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
-    "CACHE_MAX_ENTRIES",
-    "CACHE_TTL_S",
     "CONCURRENCY_LEASE_S",
     "STORE_TIMEOUT_S",
     "ApiKeyConfig",
-    "CacheConfig",
     "KeyLimits",
     "LimitsConfig",
 ]
@@ -27,10 +24,6 @@ STORE_TIMEOUT_S = 0.25  # a limit check adds at most this much to a request when
 # A reservation that is never reconciled (a gateway crashed mid-request) frees its concurrency slot after
 # this long. Longer than the gateway's request timeout (600 s), so a live request never loses its slot.
 CONCURRENCY_LEASE_S = 900.0
-CACHE_TTL_S = 300.0
-CACHE_MAX_ENTRIES = 10_000
-CACHE_MAX_ENTRY_BYTES = 1024 * 1024
-CACHE_TIMEOUT_S = 0.1  # a cache lookup that takes longer counts as a miss
 
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"  # no braces: names sit inside a Redis hash tag
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -171,40 +164,4 @@ class LimitsConfig(_Section):
             errors.append("two keys have the same `sha256`")
         if errors:
             raise ValueError("; ".join(errors))
-        return self
-
-
-class CacheConfig(_Section):
-    """The response cache: complete non-stream responses, replayed for identical deterministic requests."""
-
-    enabled: bool = Field(False, description="Serve identical requests from the cache.")
-    fallback_only: bool = Field(
-        False,
-        description="Store answers, but serve them only as the last step of the fallback chain (no engine of the "
-        "model or its fallbacks can answer), marked x-inferline-cache: fallback.",
-    )
-    store: Literal["memory", "redis"] = Field(
-        "memory", description="memory: per process (LRU + TTL); redis: shared by all replicas (TTL)."
-    )
-    redis_url: str | None = Field(None, description="redis://host:port/db (store: redis).")
-    key_prefix: str = Field("inferline:cache", min_length=1, max_length=64, description="Prefix of cache keys.")
-    ttl_s: float = Field(CACHE_TTL_S, gt=0, description="How long a cached response is served.")
-    max_entries: int = Field(
-        CACHE_MAX_ENTRIES,
-        ge=1,
-        description="Memory store: least recently used entries beyond this are evicted. Redis: bounded by "
-        "ttl_s and the server's maxmemory policy instead.",
-    )
-    max_entry_bytes: int = Field(CACHE_MAX_ENTRY_BYTES, ge=1, description="Larger responses are not cached.")
-    only_deterministic: bool = Field(
-        True, description="Cache only requests whose output is reproducible: temperature 0 or a fixed seed."
-    )
-    timeout_s: float = Field(
-        CACHE_TIMEOUT_S, gt=0, le=5, description="A cache call slower than this counts as a miss (Redis)."
-    )
-
-    @model_validator(mode="after")
-    def _redis_url_given(self) -> CacheConfig:
-        if self.enabled and self.store == "redis" and not self.redis_url:
-            raise ValueError("cache store: redis needs `redis_url`")
         return self

@@ -17,6 +17,7 @@ import random
 import time
 from dataclasses import dataclass
 
+from inferline.sim.gpu import BusyMeter
 from inferline.sim.metrics import EngineMetrics
 from inferline.sim.profiles import Profile
 from inferline.sim.scheduler import RequestState, Scheduler, SchedulingPolicy, SimRequest, TokenSink
@@ -79,7 +80,11 @@ class SimEngine:
         self.time_scale = time_scale
         self.output_len = output_len
         self.scheduler = Scheduler(profile, policy, prefix_caching=prefix_caching)
-        self.metrics = EngineMetrics(model, kv_blocks=profile.kv_blocks, block_size=profile.block_size)
+        self.metrics = EngineMetrics(
+            model, kv_blocks=profile.kv_blocks, block_size=profile.block_size, prefix_caching=prefix_caching
+        )
+        # Wall time inside steps: the simulated GPU's utilization (sim/gpu.py).
+        self.busy = BusyMeter()
         self._rng = random.Random(seed)
         self._wake = asyncio.Event()
         self._stalled = False
@@ -175,7 +180,9 @@ class SimEngine:
 
     def render_metrics(self) -> bytes:
         s = self.scheduler
-        return self.metrics.render(len(s.running), len(s.waiting), s.kv_usage_ratio)
+        return self.metrics.render(
+            len(s.running), len(s.waiting), s.kv_usage_ratio, s.kv_occupancy().fragmentation_ratio
+        )
 
     # -- the step loop ---------------------------------------------------------------------------------------
 
@@ -210,8 +217,12 @@ class SimEngine:
             step_s = step.duration_s * scale
             deadline = max(deadline, now - max(_MIN_LAG_S, 2 * step_s)) + step_s
             delay = deadline - now
-            await asyncio.sleep(delay if delay > 0 else 0)
-            now = clock()
+            self.busy.begin(now)
+            try:
+                await asyncio.sleep(delay if delay > 0 else 0)
+            finally:
+                now = clock()
+                self.busy.end(now)
             emitted = sched.complete(step, now)
             if step.preempted:
                 self.metrics.preemptions.inc(step.preempted)

@@ -116,11 +116,13 @@ async def run_fleet(fleet: SimFleet, *, duration_s: float = 0.0, out: TextIO = s
     try:
         p = fleet.profile
         for e in fleet:
+            gpu = f"GPU {p.gpu.model_name} at {e.url}/dcgm/metrics" if p.gpu else "CPU engine: no GPU series"
             print(
                 f"sim engine {e.name}: {e.url}/v1  SIMULATED ({p.name}, model {e.engine.model}, "
                 f"max_num_seqs {p.max_num_seqs}, kv {p.kv_tokens} tokens, {e.engine.policy.value}, "
                 f"prefix caching {'on' if e.engine.prefix_caching else 'off'}, "
-                f"time_scale {e.engine.time_scale:g})",
+                f"time_scale {e.engine.time_scale:g}, "
+                f"{gpu})",
                 file=out,
                 flush=True,
             )

@@ -28,16 +28,23 @@ FINISH_REASONS = ("stop", "length", "abort")
 class EngineMetrics:
     """The metric children of one engine. Gauges are set at scrape time; the rest on events."""
 
-    def __init__(self, model_name: str, engine: str = "0", kv_blocks: int = 0, block_size: int = 16) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        engine: str = "0",
+        kv_blocks: int = 0,
+        block_size: int = 16,
+        prefix_caching: bool = False,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         reg = self.registry
         # vLLM's info gauge of the cache config: gateways read the KV capacity from its labels.
         Gauge(
             "vllm:cache_config_info",
             "Information of the LLMEngine CacheConfig",
-            ["block_size", "num_gpu_blocks", "engine"],
+            ["block_size", "num_gpu_blocks", "enable_prefix_caching", "engine"],
             registry=reg,
-        ).labels(str(block_size), str(kv_blocks), engine).set(1)
+        ).labels(str(block_size), str(kv_blocks), str(prefix_caching), engine).set(1)
         names = ["model_name", "engine"]
         values = (model_name, engine)
 
@@ -51,6 +58,11 @@ class EngineMetrics:
             return Histogram(name, doc, names, registry=reg, buckets=buckets).labels(*values)
 
         self.kv_cache_usage = gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.")
+        # Not a vLLM metric: the simulator's ground truth, for checking the gateway's estimate against.
+        self.kv_fragmentation = gauge(
+            "inferline_sim_kv_cache_fragmentation_ratio",
+            "SIMULATOR TRUTH: allocated-but-empty KV-cache space over KV capacity (0-1); docs/observability.md.",
+        )
         self.running = gauge("vllm:num_requests_running", "Number of requests in model execution batches.")
         self.waiting = gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.")
         self.prompt_tokens = counter("vllm:prompt_tokens", "Number of prefill tokens processed.")
@@ -84,9 +96,10 @@ class EngineMetrics:
             _LATENCY_BUCKETS,
         )
 
-    def render(self, running: int, waiting: int, kv_usage_ratio: float) -> bytes:
+    def render(self, running: int, waiting: int, kv_usage_ratio: float, kv_fragmentation_ratio: float) -> bytes:
         """The text exposition, with the gauges set from the engine's state at this instant."""
         self.running.set(running)
         self.waiting.set(waiting)
         self.kv_cache_usage.set(kv_usage_ratio)
+        self.kv_fragmentation.set(kv_fragmentation_ratio)
         return generate_latest(self.registry)

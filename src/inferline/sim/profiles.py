@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from inferline.sim.gpu import H100_80GB, GpuSpec
+
 __all__ = ["CPU_SMOLLM2", "H100_LLAMA8B", "INSTANT", "PROFILES", "Profile", "get_profile"]
 
 BLOCK_SIZE_TOKENS = 16  # vLLM's default KV block size (--block-size)
@@ -35,6 +37,8 @@ class Profile:
     kv_token_s: float
     prefill_token_s: float
     block_size: int = BLOCK_SIZE_TOKENS
+    # The card it models, for the DCGM-exporter series; None for an engine on CPU (no GPU series at all).
+    gpu: GpuSpec | None = None
 
     @property
     def kv_tokens(self) -> int:
@@ -93,6 +97,7 @@ H100_LLAMA8B = Profile(
     decode_seq_s=0.045e-3,
     kv_token_s=0.04e-6,
     prefill_token_s=1 / 16_000,
+    gpu=H100_80GB,
 )
 
 # SmolLM2-135M-Instruct Q4_1 on the embedded llama.cpp engine (xllamacpp), 2 CPU cores, 8 slots x 2048 ctx.

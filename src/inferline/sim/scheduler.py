@@ -25,6 +25,7 @@ from inferline.sim.profiles import Profile
 
 __all__ = [
     "FCFSQueue",
+    "KvOccupancy",
     "PriorityQueue",
     "RequestQueue",
     "RequestState",
@@ -79,6 +80,7 @@ class SimRequest:
     block_hashes: tuple[int, ...] = ()  # chained hashes of the prompt's full blocks (prefix caching)
     cached: list[int] = field(default_factory=list)  # hashed blocks it holds (shared through the cache)
     num_cached_tokens: int = 0  # prompt tokens found in the prefix cache at its (latest) admission
+    in_step: int = 0  # tokens being computed in the step now running (their blocks are already allocated)
 
     @property
     def num_tokens(self) -> int:
@@ -186,6 +188,30 @@ class Step:
     cache_hits: int = 0  # ... and how many of them were found
 
 
+@dataclass(frozen=True, slots=True)
+class KvOccupancy:
+    """What the paged KV cache holds right now, in tokens: the simulator's ground truth for fragmentation.
+
+    `allocated_tokens` = blocks in use (those `vllm:kv_cache_usage_perc` counts) x block size.
+    `live_tokens` = tokens whose KV is written or being written by the running step, each stored once
+    (a prefix block shared by several requests counts once). The difference is allocated-but-empty
+    space: the unfilled tail of each sequence's last block.
+    """
+
+    capacity_tokens: int
+    allocated_tokens: int
+    live_tokens: int
+
+    @property
+    def wasted_tokens(self) -> int:
+        return self.allocated_tokens - self.live_tokens
+
+    @property
+    def fragmentation_ratio(self) -> float:
+        """Wasted KV over the cache's capacity (docs/observability.md): 0 when idle, never above usage."""
+        return self.wasted_tokens / self.capacity_tokens if self.capacity_tokens else 0.0
+
+
 class Scheduler:
     """The engine's state: one owner, no awaits. `schedule()` plans a step, `complete()` applies it."""
 
@@ -238,6 +264,19 @@ class Scheduler:
     def kv_usage_ratio(self) -> float:
         return 1.0 - self.free_blocks / self.total_blocks if self.total_blocks else 0.0
 
+    def kv_occupancy(self) -> KvOccupancy:
+        """The cache's true occupancy now (O(running requests)); see KvOccupancy."""
+        bs = self.block_size
+        used_blocks = self.total_blocks - self.free_blocks
+        cache = self.prefix_cache
+        shared_blocks = cache.in_use if cache is not None else 0
+        live = shared_blocks * bs  # a shared (hashed) block is full by construction: only full blocks are hashed
+        for req in self.running:
+            own = min(req.num_tokens, req.num_computed + req.in_step) - len(req.cached) * bs
+            if own > 0:
+                live += own
+        return KvOccupancy(self.total_blocks * bs, used_blocks * bs, live)
+
     # -- one step ------------------------------------------------------------------------------------------
 
     def schedule(self, now_s: float) -> Step:
@@ -274,6 +313,7 @@ class Scheduler:
         work = step.work = list(planned.items())
         kv_tokens = decode_seqs = prefill_tokens = 0
         for req, n_new in work:
+            req.in_step = n_new
             kv_tokens += req.num_computed
             if n_new == 1 and req.num_computed >= req.prompt_tokens:
                 decode_seqs += 1
@@ -292,6 +332,7 @@ class Scheduler:
         for req, n_new in step.work:
             if req.state is not running:  # aborted while the step ran
                 continue
+            req.in_step = 0
             req.num_computed += n_new
             if cache is not None and len(req.cached) < len(req.block_hashes):
                 self._cache_blocks(req, cache)
@@ -387,6 +428,7 @@ class Scheduler:
     def _free(self, req: SimRequest) -> None:
         self.free_blocks += req.num_blocks
         req.num_blocks = 0
+        req.in_step = 0
         if req.cached:
             assert self.prefix_cache is not None
             self.free_blocks += self.prefix_cache.release(req.cached)

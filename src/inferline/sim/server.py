@@ -6,7 +6,8 @@ framework layers), which keeps the simulator far cheaper per chunk than the gate
 HTTP/1.1 keep-alive, Content-Length and chunked request bodies, `Expect: 100-continue`; responses
 are Content-Length JSON or chunked SSE. A closed connection aborts its request at once.
 
-Routes: POST /v1/chat/completions, /v1/completions, /tokenize; GET /v1/models, /health, /metrics.
+Routes: POST /v1/chat/completions, /v1/completions, /tokenize; GET /v1/models, /health, /metrics, and
+/dcgm/metrics (the simulated GPU's DCGM-exporter series; 404 for a profile that models a CPU engine).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from typing import cast
 
 from inferline.sim.engine import SimEngine
+from inferline.sim.gpu import DcgmMetrics
 from inferline.sim.metrics import METRICS_CONTENT_TYPE
 from inferline.sim.scheduler import RequestState, SchedulingPolicy, SimRequest
 from inferline.sim.wire import (
@@ -69,6 +71,7 @@ _ROUTES = {
     b"/v1/models": b"GET",
     b"/health": b"GET",
     b"/metrics": b"GET",
+    b"/dcgm/metrics": b"GET",
 }
 
 
@@ -103,6 +106,7 @@ class SimServer:
         self._listener: asyncio.Server | None = None
         self._conns: set[_Conn] = set()
         self._ids = 0
+        self._dcgm: DcgmMetrics | None = None
 
     @property
     def url(self) -> str:
@@ -125,6 +129,16 @@ class SimServer:
         )
         if self.port == 0:
             self.port = self._listener.sockets[0].getsockname()[1]
+        gpu = self.engine.profile.gpu
+        if gpu is not None and self._dcgm is None:
+            index = int(self.name) if self.name.isdigit() else 0
+            self._dcgm = DcgmMetrics(gpu, index=index, address=f"{self.host}:{self.port}")
+
+    def render_dcgm(self) -> bytes | None:
+        """The DCGM-exporter text for this engine's simulated GPU; None when the profile models a CPU engine."""
+        if self._dcgm is None:
+            return None
+        return self._dcgm.render(self.engine.busy.utilization(), self.engine.alive)
 
     async def stop(self) -> None:
         """Close the port and cut every open connection; their requests are aborted (the engine 'dies')."""
@@ -338,6 +352,13 @@ class _Conn(asyncio.Protocol):
             self._respond(server.health_status if engine.alive else 503, b"")  # vLLM: 503 once the engine died
         elif path == b"/metrics":
             self._respond(200, engine.render_metrics(), METRICS_CONTENT_TYPE.encode())
+        elif path == b"/dcgm/metrics":
+            dcgm = server.render_dcgm()
+            if dcgm is None:
+                msg = f"profile {engine.profile.name} models an engine on CPU: no GPU, no DCGM series"
+                self._respond(404, error_body(404, msg))
+            else:
+                self._respond(200, dcgm, METRICS_CONTENT_TYPE.encode())
         elif path == b"/v1/models":
             self._respond(200, models_body(engine.model, engine.max_model_len))
         elif path == b"/tokenize":

@@ -1,0 +1,1 @@
+"""Observability: the fragmentation estimate, alert rules, scrape config, dashboard, and `inferline top`."""
