@@ -306,7 +306,9 @@ class RedisMode(StrEnum):
 class RedisDeployConfig(_Section):
     mode: RedisMode = Field(RedisMode.IN_CHART, description="in_chart | external | none.")
     url: str | None = Field(None, description="redis://host:port/db of an external Redis (mode external).")
-    image: ImageRef = Field(default_factory=lambda: ImageRef.model_validate(DEFAULT_REDIS_IMAGE))
+    image: ImageRef = Field(
+        default_factory=lambda: ImageRef.model_validate(DEFAULT_REDIS_IMAGE), description="Redis image (in_chart)."
+    )
 
     @model_validator(mode="after")
     def _url(self) -> RedisDeployConfig:
