@@ -8,7 +8,7 @@ ARGS ?=
 INFERLINE_SKIP_HEAVY ?= 0
 export INFERLINE_SKIP_HEAVY
 
-.PHONY: serve test lint typecheck test-python test-heavy test-typescript install clean
+.PHONY: serve test lint typecheck test-python test-heavy test-typescript install clean deploy-tools deploy-examples test-deploy
 
 install: $(VENV)/.installed
 
@@ -26,7 +26,7 @@ serve: install
 	$(VENV)/bin/inferline serve $(ARGS)
 
 ## test: every tier, each timed — lint, types, Python tests (Redis started by the tests), real vLLM, TypeScript
-test: install
+test: install deploy-tools
 	@set -e; t0=$$(date +%s); \
 	$(MAKE) --no-print-directory lint; t1=$$(date +%s); \
 	$(MAKE) --no-print-directory typecheck; t2=$$(date +%s); \
@@ -52,6 +52,22 @@ test-heavy: install
 test-typescript: install
 	@if command -v npm >/dev/null; then bash clients/typescript/ci.sh; \
 	else echo "npm not found: TypeScript client tests skipped (install Node >= 20)"; exit 1; fi
+
+## deploy-tools: helm, kubernetes-validate, CRD models, hadolint (pinned) into ~/.cache/inferline/deploy-tools
+deploy-tools:
+	@scripts/deploy/tools.sh >/dev/null
+
+## deploy-examples: re-render the chart's example values from deploy/examples/*.inferline.yaml (one source)
+deploy-examples: install
+	@for f in deploy/examples/*.inferline.yaml; do n=$$(basename $$f .inferline.yaml); \
+	  $(VENV)/bin/inferline deploy render --config $$f --out deploy/helm/inferline/examples/.render-$$n >/dev/null 2>&1 && \
+	  mv deploy/helm/inferline/examples/.render-$$n/values.yaml deploy/helm/inferline/examples/$$n.yaml && \
+	  rmdir deploy/helm/inferline/examples/.render-$$n && echo "deploy/helm/inferline/examples/$$n.yaml"; done
+	@$(VENV)/bin/inferline deploy schema > deploy/helm/inferline/values.schema.json
+
+## test-deploy: the chart, its manifests, the Dockerfile and discovery (tests/deploy)
+test-deploy: install deploy-tools
+	$(PY) -m pytest -q -ra tests/deploy $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

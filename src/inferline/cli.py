@@ -106,7 +106,10 @@ def config_check(file: Annotated[Path, typer.Argument(help="YAML config file to 
     """Validate FILE and print every problem at once, with its YAML path. Exit 1 if invalid."""
     cfg = _load_or_exit(file, {})
     for m in cfg.models:
-        kinds = ", ".join(f"{b.name} ({b.kind.value})" for b in m.backends)
+        engines = [f"{b.name} ({b.kind.value})" for b in m.backends]
+        if m.discovery is not None:
+            engines.append(f"discovered at {m.discovery.dns_name}:{m.discovery.port} ({m.discovery.kind})")
+        kinds = ", ".join(engines)
         fb = f"; fallback: {', '.join(m.fallback)}" if m.fallback else ""
         typer.echo(f"model {m.name}: {kinds}{fb}")
     typer.echo(f"{file}: OK")
@@ -157,6 +160,7 @@ def _mount_optional() -> None:
         ("inferline.observe.top", "top"),
         ("inferline.autoscale.cli", "autoscale"),
         ("inferline.advise.cli", "advise"),
+        ("inferline.deploy.cli", "deploy"),
     ):
         try:
             mod = __import__(module, fromlist=["app"])

@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from inferline.backends.discovery import DiscoveryConfig
 from inferline.cache.config import CacheConfig
+from inferline.deploy.config import DeployConfig
 from inferline.limits.config import LimitsConfig
 
 __all__ = [
@@ -193,7 +195,15 @@ class CanaryConfig(_Section):
 
 class ModelConfig(_Section):
     name: str = Field(..., min_length=1, max_length=128, description="Model name clients send as `model`.")
-    backends: list[BackendConfig] = Field(..., min_length=1, description="Engines that serve this model.")
+    backends: list[BackendConfig] = Field(
+        default_factory=list, description="Engines that serve this model (at least one, unless `discovery` is set)."
+    )
+    # engines found by DNS (backends/discovery.py) instead of, or besides, a static list
+    discovery: DiscoveryConfig | None = Field(
+        None,
+        description="Find this model's engines by DNS (a headless Service), re-resolved every interval_s; "
+        "they join after a health check and a load poll, and drain when they leave.",
+    )
     fallback: list[str] = Field(
         default_factory=list,
         description="Models to try, in order, when every backend of this one is down.",
@@ -209,6 +219,12 @@ class ModelConfig(_Section):
         description="Send a share of this model's traffic to a candidate model, compare them live, roll back "
         "when it is worse (docs/canary.md).",
     )
+
+    @model_validator(mode="after")
+    def _some_engine(self) -> ModelConfig:
+        if not self.backends and self.discovery is None:
+            raise ValueError(f"model {self.name!r} needs `backends` (at least one) or `discovery`")
+        return self
 
 
 class Balancer(StrEnum):
@@ -369,6 +385,9 @@ class InferlineConfig(BaseSettings):
             )
         ],
         description="Models served and their backends. Default: SmolLM2 on the embedded engine.",
+    )
+    deploy: DeployConfig | None = Field(
+        None, description="Kubernetes deployment (`inferline deploy render`); the gateway ignores it."
     )
 
     @model_validator(mode="after")

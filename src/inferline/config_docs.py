@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from inferline.backends.discovery import DiscoveryConfig
 from inferline.cache.config import CacheConfig
 from inferline.config import (
     AdmissionConfig,
@@ -20,6 +21,15 @@ from inferline.config import (
     ModelConfig,
     RoutingConfig,
     ServerConfig,
+)
+from inferline.deploy.config import (
+    AutoscalingConfig,
+    DeployConfig,
+    EngineDeployConfig,
+    GatewayDeployConfig,
+    ModelCacheConfig,
+    MonitoringConfig,
+    RedisDeployConfig,
 )
 from inferline.limits.config import ApiKeyConfig, KeyLimits, LimitsConfig
 
@@ -35,6 +45,15 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("models[]", ModelConfig),
     ("models[].backends[]", BackendConfig),
     ("models[].backends[].embedded", EmbeddedEngineConfig),
+    # engines found by DNS, and the Kubernetes deployment (docs/deploy.md)
+    ("models[].discovery", DiscoveryConfig),
+    ("deploy", DeployConfig),
+    ("deploy.gateway", GatewayDeployConfig),
+    ("deploy.redis", RedisDeployConfig),
+    ("deploy.monitoring", MonitoringConfig),
+    ("deploy.models.<name>", EngineDeployConfig),
+    ("deploy.models.<name>.model_cache", ModelCacheConfig),
+    ("deploy.models.<name>.autoscaling", AutoscalingConfig),
 ]
 
 _EXAMPLE = """\

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from inferline.backends.base import Backend, EngineLoad
+from inferline.backends.discovery import DiscoveryChange, DnsDiscovery
 from inferline.config import BackendConfig, BackendKind, ModelConfig, RoutingConfig
 from inferline.metrics import BackendMetrics, GatewayMetrics, ModelMetrics
 from inferline.observe.fragmentation import InFlightSequence, KvReading, estimate_fragmentation
@@ -54,6 +56,8 @@ class BackendState:
     metrics: BackendMetrics | None = field(default=None, repr=False)  # this backend's series, resolved once
     # Our requests on it, oldest first (the pipeline tracks each attempt): the fragmentation estimate's input.
     in_flight_requests: dict[int, InFlight] = field(default_factory=dict, repr=False)
+    # Discovery: its address left the DNS answer; no new requests, its streams finish, then it is closed.
+    draining: bool = False
     # Every backend of the same model (this one included): ejection never leaves a model with none.
     siblings: list[BackendState] = field(default_factory=list, repr=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -68,7 +72,7 @@ class BackendState:
     eject_after_failures: int = 3
 
     def ready(self, now: float) -> bool:
-        return self.healthy and now >= self.ejected_until
+        return self.healthy and not self.draining and now >= self.ejected_until
 
     def circuit(self, now: float) -> str:
         if now < self.ejected_until:
@@ -184,6 +188,13 @@ class BackendPool:
         for states in self.by_model.values():
             for s in states:
                 s.siblings = states
+        self._discoveries: dict[str, DnsDiscovery] = {
+            m.name: DnsDiscovery(m.discovery, functools.partial(self._on_discovery, m.name), label=m.name)
+            for m in models
+            if m.discovery is not None
+        }
+        self._joining: dict[str, asyncio.Task[None]] = {}  # backend name -> its join (first health + load)
+        self._retiring: dict[str, asyncio.Task[None]] = {}  # backend name -> wait for its streams, then close
 
     async def start(self) -> None:
         await asyncio.gather(*(s.backend.start() for s in self.states))
@@ -191,12 +202,17 @@ class BackendPool:
         await asyncio.gather(*(self._check_health(s) for s in self.states))
         await asyncio.gather(*(self._poll_load(s) for s in self.states))
         for s in self.states:
-            s._tasks = [
-                asyncio.create_task(self._health_loop(s), name=f"health:{s.name}"),
-                asyncio.create_task(self._load_loop(s), name=f"load:{s.name}"),
-            ]
+            self._start_loops(s)
+        await self._start_discovery()
+
+    def _start_loops(self, s: BackendState) -> None:
+        s._tasks = [
+            asyncio.create_task(self._health_loop(s), name=f"health:{s.name}"),
+            asyncio.create_task(self._load_loop(s), name=f"load:{s.name}"),
+        ]
 
     async def close(self) -> None:
+        await self._close_discovery()
         for s in self.states:
             for t in s._tasks:
                 t.cancel()
@@ -292,3 +308,116 @@ class BackendPool:
                 }
             )
         return out
+
+    # -- discovery: engines joining and leaving as a headless Service scales ----------------------------------
+    # A discovered address becomes a backend named "<model>@<host:port>" once it passed a health check and a
+    # load poll; an address that leaves the DNS answer is drained: no new requests, its streams finish, then it
+    # is closed and dropped. The model's list (by_model[model]) is the same list object its queue and siblings
+    # hold, so appending / removing in place is seen by routing at once.
+
+    async def _start_discovery(self) -> None:
+        # First resolution before we report ready; its joins run in the background (health + load first).
+        await asyncio.gather(*(d.refresh() for d in self._discoveries.values()))
+        for d in self._discoveries.values():
+            d.start()
+
+    async def _close_discovery(self) -> None:
+        await asyncio.gather(*(d.close() for d in self._discoveries.values()))
+        for t in [*self._joining.values(), *self._retiring.values()]:
+            t.cancel()
+        for t in [*self._joining.values(), *self._retiring.values()]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+    def _on_discovery(self, model: str, change: DiscoveryChange) -> None:
+        for target in sorted(change.removed):
+            self._leave(model, f"{model}@{target}")
+        for target in sorted(change.added):
+            self._arrive(model, target)
+
+    def _arrive(self, model: str, target: str) -> None:
+        name = f"{model}@{target}"
+        retiring = self._retiring.pop(name, None)
+        if retiring is not None:  # back before it finished draining: keep it
+            retiring.cancel()
+            for s in self.by_model[model]:
+                if s.name == name:
+                    s.draining = False
+                    log.info("backend %s is back in discovery: no longer draining", name)
+            self.on_change()
+            return
+        if name in self._joining or any(s.name == name for s in self.by_model[model]):
+            return
+        self._joining[name] = asyncio.create_task(self._join(model, target, name), name=f"join:{name}")
+
+    async def _join(self, model: str, target: str, name: str) -> None:
+        disc = self._discoveries[model].config
+        cfg = BackendConfig(
+            name=name,
+            kind=BackendKind(disc.kind),
+            url=f"{disc.scheme}://{target}",
+            upstream_model=disc.upstream_model,
+            max_num_seqs=disc.max_num_seqs,
+            kv_admit_ratio=disc.kv_admit_ratio,
+            scheduling_priority=disc.scheduling_priority,
+        )
+        state = BackendState(
+            backend=build_backend(cfg, model, self._routing),
+            model=model,
+            eject_after_failures=self._routing.eject_after_failures,
+            metrics=self._metrics.for_backend(model, name),
+        )
+        try:
+            await state.backend.start()
+            while True:  # join only once it answers its health check and its first load poll
+                await self._check_health(state)
+                if state.healthy:
+                    await self._poll_load(state)
+                    if state.load is not None:
+                        break
+                await asyncio.sleep(self._routing.health_interval_s)
+        except asyncio.CancelledError:
+            await state.backend.close()
+            raise
+        finally:
+            self._joining.pop(name, None)
+        states = self.by_model[model]
+        state.siblings = states
+        states.append(state)
+        self.states.append(state)
+        self._start_loops(state)
+        log.info("backend %s joined model %s (%d backends)", name, model, len(states))
+        self.on_change()
+
+    def _leave(self, model: str, name: str) -> None:
+        joining = self._joining.pop(name, None)
+        if joining is not None:
+            joining.cancel()
+            return
+        for s in self.by_model[model]:
+            if s.name == name and not s.draining:
+                s.draining = True
+                self._publish(s, time.monotonic())
+                log.info("backend %s left discovery: draining %d request(s)", name, s.in_flight)
+                self._retiring[name] = asyncio.create_task(self._retire(s), name=f"retire:{name}")
+                self.on_change()
+
+    async def _retire(self, s: BackendState) -> None:
+        deadline = time.monotonic() + self._routing.request_timeout_s
+        # in_flight drops in the queue's release(), which signals nothing: a 10 Hz poll is cheap and local
+        while s.in_flight > 0 and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        self._retiring.pop(s.name, None)
+        for t in s._tasks:
+            t.cancel()
+        for t in s._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        with contextlib.suppress(ValueError):
+            self.by_model[s.model].remove(s)
+        with contextlib.suppress(ValueError):
+            self.states.remove(s)
+        await s.backend.close()
+        self._metrics.forget_backend(s.model, s.name)
+        log.info("backend %s retired", s.name)
+        self.on_change()

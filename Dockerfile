@@ -1,0 +1,35 @@
+# The inferline gateway image: `inferline serve --config /etc/inferline/inferline.yaml`.
+# Checked without a container engine: hadolint (tests/deploy/test_dockerfile.py), and the same install
+# steps run outside a container by scripts/deploy/image-install-check.sh (fresh venv, then `inferline --help`).
+# No HEALTHCHECK: Kubernetes probes /health (see deploy/helm/inferline).
+
+# -- build: a virtualenv with inferline and its dependencies (prebuilt wheels; no compiler needed) ----------
+FROM python:3.11.14-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY src ./src
+# the image-install-check script runs exactly these two commands
+RUN python -m venv /opt/inferline \
+    && /opt/inferline/bin/pip install --only-binary=:all: --no-binary=inferline .
+
+# -- final: the venv on a clean slim base, run as an unprivileged user -----------------------------------------
+FROM python:3.11.14-slim-bookworm
+LABEL org.opencontainers.image.title="inferline" \
+      org.opencontainers.image.description="OpenAI-compatible LLM gateway in front of vLLM and llama.cpp engines" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://github.com/inferline/inferline"
+RUN groupadd --system --gid 10001 inferline \
+    && useradd --system --uid 10001 --gid inferline --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin inferline
+COPY --from=build /opt/inferline /opt/inferline
+ENV PATH=/opt/inferline/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    MPLCONFIGDIR=/tmp/matplotlib
+USER 10001:10001
+EXPOSE 8080
+ENTRYPOINT ["inferline", "serve"]
+CMD ["--config", "/etc/inferline/inferline.yaml"]

@@ -1,0 +1,1 @@
+"""Kubernetes deployment: the `deploy:` config section, the Helm chart values it renders, `inferline deploy`."""
