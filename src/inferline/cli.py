@@ -150,7 +150,12 @@ def _with_embedded_overrides(cfg: Any, values: dict[str, Any]) -> Any:
 
 def _mount_optional() -> None:
     """Mount sub-apps that live in their own packages (sim, bench, client tools)."""
-    for module, name in (("inferline.sim.cli", "sim"), ("inferline.bench.cli", "bench")):
+    for module, name in (
+        ("inferline.sim.cli", "sim"),
+        ("inferline.bench.cli", "bench"),
+        ("inferline.quantize.cli", "quantize"),
+        ("inferline.eval.cli", "eval"),
+    ):
         try:
             mod = __import__(module, fromlist=["app"])
         except ModuleNotFoundError:
