@@ -154,7 +154,7 @@ class ModelConfig(_Section):
     )
     tags: list[str] = Field(
         default_factory=list,
-        description="Labels for tools, e.g. [reasoning, code]: `inferline quantize` keeps such models at 16 bits unless forced.",
+        description="Labels, e.g. [reasoning, code]: `inferline quantize` keeps such models at 16 bits unless forced.",
     )
     context_tokens: int | None = Field(
         None,

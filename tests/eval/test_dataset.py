@@ -35,7 +35,10 @@ def test_shipped_set_has_five_balanced_categories() -> None:
         ('["a"]', "must be a JSON object"),
         ('{"id": "b", "prompt": "x", "answer": "y"}', "`category` is required"),
         ('{"id": "b", "category": "c", "prompt": "x"}', "give `answer`"),
-        ('{"id": "b", "category": "c", "prompt": "x", "choices": ["a", "b"], "answer": 2}', "index of the right choice"),
+        (
+            '{"id": "b", "category": "c", "prompt": "x", "choices": ["a", "b"], "answer": 2}',
+            "index of the right choice",
+        ),
         ('{"id": "b", "category": "c", "prompt": "x", "choices": ["a"], "answer": 0}', "at least 2"),
         ('{"id": "b", "category": "c", "prompt": "x", "answer": "y", "match": "fuzzy"}', "`match` must be one of"),
         ('{"id": "b", "category": "c", "prompt": "x", "checks": ["shout"]}', "unknown check"),

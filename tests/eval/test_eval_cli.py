@@ -20,13 +20,30 @@ from support import INFERLINE, Proc, free_port, start_engine, start_gateway
 pytestmark = pytest.mark.timeout(900)
 
 SET = [
-    {"id": "s1", "category": "classification", "prompt": "Review: I loved this movie, it was wonderful.\nSentiment:",
-     "choices": [" positive", " negative"], "answer": 0},
-    {"id": "s2", "category": "classification", "prompt": "Review: The food was cold and tasted terrible.\nSentiment:",
-     "choices": [" positive", " negative"], "answer": 1},
+    {
+        "id": "s1",
+        "category": "classification",
+        "prompt": "Review: I loved this movie, it was wonderful.\nSentiment:",
+        "choices": [" positive", " negative"],
+        "answer": 0,
+    },
+    {
+        "id": "s2",
+        "category": "classification",
+        "prompt": "Review: The food was cold and tasted terrible.\nSentiment:",
+        "choices": [" positive", " negative"],
+        "answer": 1,
+    },
     {"id": "q1", "category": "arithmetic", "prompt": "1, 2, 3, 4,", "choices": [" 5", " 7", " 3"], "answer": 0},
-    {"id": "c1", "category": "chat", "prompt": "What is the capital of France?", "answer": "Paris",
-     "checks": ["no_refusal"], "max_tokens": 16, "reference": " The capital of France is Paris."},
+    {
+        "id": "c1",
+        "category": "chat",
+        "prompt": "What is the capital of France?",
+        "answer": "Paris",
+        "checks": ["no_refusal"],
+        "max_tokens": 16,
+        "reference": " The capital of France is Paris.",
+    },
 ]
 
 
@@ -50,8 +67,18 @@ def run_eval(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[st
 
 def test_same_endpoint_passes_the_gate_and_writes_the_report(engine: Proc, eval_set: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
-    r = run_eval("--set", str(eval_set), "-e", f"base={engine.url}", "-e", f"cand={engine.url}/v1",
-                 "--gate", "accuracy_drop<=2pp,ppl_ratio<=1.05", "--out", str(out))
+    r = run_eval(
+        "--set",
+        str(eval_set),
+        "-e",
+        f"base={engine.url}",
+        "-e",
+        f"cand={engine.url}/v1",
+        "--gate",
+        "accuracy_drop<=2pp,ppl_ratio<=1.05",
+        "--out",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
     assert "cand vs base: accuracy drop +0.0pp" in r.stdout and "PASS" in r.stdout
     assert sorted(p.name for p in out.iterdir()) == ["accuracy.png", "report.md", "results.json"]
@@ -67,16 +94,36 @@ def test_same_endpoint_passes_the_gate_and_writes_the_report(engine: Proc, eval_
 
 
 def test_failed_gate_exits_1(engine: Proc, eval_set: Path, tmp_path: Path) -> None:
-    r = run_eval("--set", str(eval_set), "-e", f"base={engine.url}", "-e", f"cand={engine.url}",
-                 "--gate", "accuracy_drop<=-5pp", "--out", str(tmp_path / "r"), "--category", "classification")
+    r = run_eval(
+        "--set",
+        str(eval_set),
+        "-e",
+        f"base={engine.url}",
+        "-e",
+        f"cand={engine.url}",
+        "--gate",
+        "accuracy_drop<=-5pp",
+        "--out",
+        str(tmp_path / "r"),
+        "--category",
+        "classification",
+    )
     assert r.returncode == 1, r.stderr
     assert "FAIL" in r.stdout and (tmp_path / "r" / "report.md").is_file()
 
 
 def test_endpoint_down_exits_2_and_writes_nothing(engine: Proc, eval_set: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
-    r = run_eval("--set", str(eval_set), "-e", f"base={engine.url}", "-e", f"down=http://127.0.0.1:{free_port()}",
-                 "--out", str(out))
+    r = run_eval(
+        "--set",
+        str(eval_set),
+        "-e",
+        f"base={engine.url}",
+        "-e",
+        f"down=http://127.0.0.1:{free_port()}",
+        "--out",
+        str(out),
+    )
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1].startswith("error: endpoint down (http://127.0.0.1:")
     assert "unreachable" in r.stderr and "Traceback" not in r.stderr
@@ -118,17 +165,30 @@ def test_two_model_names_behind_one_gateway(eval_set: Path, tmp_path: Path) -> N
     cfg = {
         "routing": {"load_interval_s": 0.2},
         "models": [
-            {"name": "smollm2-a", "backends": [{"name": "a-0", "kind": "embedded",
-                                                "embedded": {**engine_cfg, "port": eport}}]},
+            {
+                "name": "smollm2-a",
+                "backends": [{"name": "a-0", "kind": "embedded", "embedded": {**engine_cfg, "port": eport}}],
+            },
             {"name": "smollm2-b", "backends": [{"name": "b-0", "kind": "embedded", "embedded": engine_cfg}]},
         ],
     }
     gw = start_gateway(tmp_path, cfg)
     try:
         tok = f"tokenize=http://127.0.0.1:{eport}/tokenize"  # the gateway has no /tokenize; any same-vocab engine
-        r = run_eval("--set", str(eval_set), "-e", f"a={gw.url},model=smollm2-a,{tok}",
-                     "-e", f"b={gw.url},model=smollm2-b,{tok}", "-e", f"b-nolp={gw.url},model=smollm2-b",
-                     "--gate", "accuracy_drop<=2pp", "--out", str(tmp_path / "r"))
+        r = run_eval(
+            "--set",
+            str(eval_set),
+            "-e",
+            f"a={gw.url},model=smollm2-a,{tok}",
+            "-e",
+            f"b={gw.url},model=smollm2-b,{tok}",
+            "-e",
+            f"b-nolp={gw.url},model=smollm2-b",
+            "--gate",
+            "accuracy_drop<=2pp",
+            "--out",
+            str(tmp_path / "r"),
+        )
     finally:
         gw.stop()
     assert r.returncode == 0, r.stderr

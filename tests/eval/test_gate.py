@@ -38,7 +38,9 @@ def test_bad_gate(text: str, message: str) -> None:
         parse_gate(text)
 
 
-def _result(name: str, correct: list[bool], nll: float = 2.0, categories: tuple[str, ...] = ("a", "b")) -> EndpointResult:
+def _result(
+    name: str, correct: list[bool], nll: float = 2.0, categories: tuple[str, ...] = ("a", "b")
+) -> EndpointResult:
     items = [
         ItemResult(
             id=f"i{n}",

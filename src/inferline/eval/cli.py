@@ -12,13 +12,13 @@ from typing import Annotated
 import orjson
 import typer
 
-from inferline.eval.compare import compare, summarize
+from inferline.eval.compare import Comparison, Summary, compare, summarize
 from inferline.eval.dataset import EvalSetError, load_eval_set, shipped_set_path
 from inferline.eval.endpoint import EndpointError, EndpointSpec, parse_endpoint
 from inferline.eval.gate import GateError, Term, parse_gate
 from inferline.eval.plot import write_plot
 from inferline.eval.report import render_markdown, results_json
-from inferline.eval.runner import run_eval
+from inferline.eval.runner import EndpointResult, run_eval
 from inferline.eval.stats import BOOTSTRAP_SAMPLES
 
 app = typer.Typer(
@@ -73,8 +73,11 @@ def eval_(
     timeout: Annotated[float, typer.Option(help="Seconds per request.", min=1)] = 120.0,
     api_key: Annotated[
         str | None,
-        typer.Option(help="Bearer key for every endpoint (else key_env=VAR per endpoint).",
-                     envvar="INFERLINE_API_KEY", show_envvar=True),
+        typer.Option(
+            help="Bearer key for every endpoint (else key_env=VAR per endpoint).",
+            envvar="INFERLINE_API_KEY",
+            show_envvar=True,
+        ),
     ] = None,
     title: Annotated[str | None, typer.Option(help="Title of the report and plot (default: the set's name).")] = None,
 ) -> None:
@@ -134,15 +137,17 @@ def eval_(
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     t0 = time.monotonic()
     try:
-        results = asyncio.run(run_eval(items, specs, concurrency=concurrency, api_key=api_key, timeout_s=timeout,
-                                       progress=say))
+        results = asyncio.run(
+            run_eval(items, specs, concurrency=concurrency, api_key=api_key, timeout_s=timeout, progress=say)
+        )
     except EndpointError as exc:
         raise _fail(f"{exc} (no report written)") from None
     except KeyboardInterrupt:
         raise _fail("interrupted (no report written)") from None
     summaries = [summarize(r) for r in results]
-    comparisons = [compare(results[0], r, summaries[0], s, terms) for r, s in zip(results[1:], summaries[1:],
-                                                                                  strict=True)]
+    comparisons = [
+        compare(results[0], r, summaries[0], s, terms) for r, s in zip(results[1:], summaries[1:], strict=True)
+    ]
     meta = {
         "eval_set": str(set_path),
         "items": len(items),
@@ -158,15 +163,21 @@ def eval_(
     _write(out, name, len(items), results, summaries, comparisons, gate, meta)
     for s in summaries:
         cats = ", ".join(f"{c} {a.value * 100:.0f}%" for c, a in s.categories.items() if a.n)
-        typer.echo(f"{s.name:16s} accuracy {s.overall.value * 100:5.1f}% (n={s.overall.n}); {cats}; "
-                   f"ppl {s.ppl:.2f}; tok/s {s.tok_s:.1f}")
+        typer.echo(
+            f"{s.name:16s} accuracy {s.overall.value * 100:5.1f}% (n={s.overall.n}); {cats}; "
+            f"ppl {s.ppl:.2f}; tok/s {s.tok_s:.1f}"
+        )
     failed = False
     for c in comparisons:
-        line = f"{c.candidate} vs {c.baseline}: accuracy drop {c.accuracy_drop.fmt(100, 1, 'pp')}, " \
-               f"ppl ratio {c.ppl_ratio.fmt(1, 3).replace('+', '')}"
+        line = (
+            f"{c.candidate} vs {c.baseline}: accuracy drop {c.accuracy_drop.fmt(100, 1, 'pp')}, "
+            f"ppl ratio {c.ppl_ratio.fmt(1, 3).replace('+', '')}"
+        )
         if c.passed is not None:
-            line += f" -> {'PASS' if c.passed else 'FAIL'} ({c.confidence * 100:.0f}% of resamples agree: " \
-                    f"{c.confidence_words})"
+            line += (
+                f" -> {'PASS' if c.passed else 'FAIL'} ({c.confidence * 100:.0f}% of resamples agree: "
+                f"{c.confidence_words})"
+            )
             failed |= not c.passed
         typer.echo(line)
     typer.echo(f"report: {out / REPORT}")
@@ -185,16 +196,25 @@ def _check_out(out: Path) -> None:
         raise _fail(f"the parent of --out ({out.parent}) does not exist")
 
 
-def _write(out: Path, name: str, n_items: int, results: list, summaries: list, comparisons: list,  # type: ignore[type-arg]
-           gate: str | None, meta: dict[str, object]) -> None:
+def _write(
+    out: Path,
+    name: str,
+    n_items: int,
+    results: list[EndpointResult],
+    summaries: list[Summary],
+    comparisons: list[Comparison],
+    gate: str | None,
+    meta: dict[str, object],
+) -> None:
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         write_plot(summaries, comparisons, tmp / PLOT, name)
         (tmp / REPORT).write_text(render_markdown(name, n_items, summaries, comparisons, gate, PLOT, meta))
-        (tmp / RESULTS).write_bytes(orjson.dumps(results_json(meta, results, summaries, comparisons),
-                                                 option=orjson.OPT_INDENT_2))
+        (tmp / RESULTS).write_bytes(
+            orjson.dumps(results_json(meta, results, summaries, comparisons), option=orjson.OPT_INDENT_2)
+        )
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             out.rename(old)

@@ -209,7 +209,10 @@ def compare(
     cat_names = sorted(set(cats.tolist()))
     cat_drop: dict[str, Interval] = {}
     cat_ppl: dict[str, Interval] = {}
-    dists: dict[str, tuple[float, np.ndarray]] = {"accuracy_drop": (acc_point, acc_dist), "ppl_ratio": (ppl_point, ppl_dist)}
+    dists: dict[str, tuple[float, np.ndarray]] = {
+        "accuracy_drop": (acc_point, acc_dist),
+        "ppl_ratio": (ppl_point, ppl_dist),
+    }
     for c in cat_names:
         p, d = drop_of(cats == c)
         cat_drop[c] = _interval(p, d)

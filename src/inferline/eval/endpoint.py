@@ -73,7 +73,9 @@ def parse_endpoint(text: str) -> EndpointSpec:
     for opt in opts:
         key, sep, value = opt.partition("=")
         if not sep or key not in _OPTIONS or not value:
-            raise ValueError(f"--endpoint {name}: bad option {opt!r} (known: {', '.join(k + '=...' for k in _OPTIONS)})")
+            raise ValueError(
+                f"--endpoint {name}: bad option {opt!r} (known: {', '.join(k + '=...' for k in _OPTIONS)})"
+            )
         values[key] = value
     try:
         mode = LogprobMode(values.get("logprobs", "auto"))
@@ -130,16 +132,20 @@ class Endpoint:
 
     def _fail(self, what: str, exc: BaseException | None = None, resp: httpx.Response | None = None) -> EndpointError:
         if resp is not None:
-            return EndpointError(f"endpoint {self.name} ({self.spec.base_url}): {what}: HTTP {resp.status_code}: "
-                                 f"{_error_text(resp)}")
+            return EndpointError(
+                f"endpoint {self.name} ({self.spec.base_url}): {what}: HTTP {resp.status_code}: {_error_text(resp)}"
+            )
         reason = type(exc).__name__ if exc is not None else "error"
         detail = str(exc) if exc is not None and str(exc) else reason
         return EndpointError(f"endpoint {self.name} ({self.spec.base_url}): {what}: {detail}")
 
     async def _post(self, path: str, body: dict[str, Any], what: str) -> dict[str, Any]:
         try:
-            resp = await self._client.post(self.spec.base_url + path, content=orjson.dumps(body),
-                                           headers={**self._headers, "content-type": "application/json"})
+            resp = await self._client.post(
+                self.spec.base_url + path,
+                content=orjson.dumps(body),
+                headers={**self._headers, "content-type": "application/json"},
+            )
         except httpx.HTTPError as exc:
             raise self._fail(what, exc) from None
         if resp.status_code != 200:
@@ -206,9 +212,12 @@ class Endpoint:
         finish: str | None = None
         t0 = time.perf_counter()
         try:
-            async with self._client.stream("POST", self.spec.base_url + "/chat/completions",
-                                           content=orjson.dumps(body),
-                                           headers={**self._headers, "content-type": "application/json"}) as resp:
+            async with self._client.stream(
+                "POST",
+                self.spec.base_url + "/chat/completions",
+                content=orjson.dumps(body),
+                headers={**self._headers, "content-type": "application/json"},
+            ) as resp:
                 if resp.status_code != 200:
                     await resp.aread()
                     raise self._fail("chat completion failed", resp=resp)
@@ -283,8 +292,9 @@ class Endpoint:
 
     async def _tokenize(self, text: str) -> list[int]:
         try:
-            resp = await self._client.post(self._tokenize_url(), json={"content": text, "add_special": False},
-                                           headers=self._headers)
+            resp = await self._client.post(
+                self._tokenize_url(), json={"content": text, "add_special": False}, headers=self._headers
+            )
         except httpx.HTTPError as exc:
             raise self._fail(f"tokenize at {self._tokenize_url()} failed", exc) from None
         if resp.status_code != 200:

@@ -19,12 +19,20 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 METRICS = ("accuracy_drop", "ppl_ratio", "ttft_ratio", "tok_s_ratio")
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
     "<": operator.lt,
     ">=": operator.ge,
     ">": operator.gt,
+}
+_OPS_NP: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
+    "<=": np.less_equal,
+    "<": np.less,
+    ">=": np.greater_equal,
+    ">": np.greater,
 }
 _TERM = re.compile(
     r"^\s*(?P<metric>[a-z_]+)\s*(?:\[(?P<cat>[^\]]+)\])?\s*(?P<op><=|>=|<|>)\s*(?P<value>-?[0-9]*\.?[0-9]+)\s*(?P<unit>pp|%)?\s*$"
@@ -46,11 +54,10 @@ class Term:
     def holds(self, measured: float) -> bool:
         return not math.isnan(measured) and _OPS[self.op](measured, self.value)
 
-    def holds_array(self, measured: "object") -> "object":
-        import numpy as np
-
+    def holds_array(self, measured: np.ndarray) -> np.ndarray:
         arr = np.asarray(measured, dtype=float)
-        return _OPS[self.op](arr, self.value) & ~np.isnan(arr)
+        ok: np.ndarray = np.asarray(_OPS_NP[self.op](arr, self.value)) & ~np.isnan(arr)
+        return ok
 
     @property
     def key(self) -> str:

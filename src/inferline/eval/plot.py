@@ -16,7 +16,7 @@ DPI = 110
 
 
 def write_plot(summaries: Sequence[Summary], comparisons: Sequence[Comparison], path: Path, title: str) -> Path:
-    cats = sorted({c for s in summaries for c in s.categories}) + ["overall"]
+    cats = [*sorted({c for s in summaries for c in s.categories}), "overall"]
     fig = Figure(figsize=(max(9.0, 1.6 * len(cats) + 3), 8.0), layout="constrained")
     ax1, ax2 = fig.subplots(2, 1)
     width = 0.8 / max(1, len(summaries))
@@ -27,8 +27,14 @@ def write_plot(summaries: Sequence[Summary], comparisons: Sequence[Comparison], 
         lo = np.array([a.ci[0] * 100 for a in accs])
         hi = np.array([a.ci[1] * 100 for a in accs])
         err = np.vstack([np.nan_to_num(vals - lo), np.nan_to_num(hi - vals)])
-        ax1.bar(x + (i - (len(summaries) - 1) / 2) * width, np.nan_to_num(vals), width, yerr=err, capsize=3,
-                label=f"{s.name} ({s.model})")
+        ax1.bar(
+            x + (i - (len(summaries) - 1) / 2) * width,
+            np.nan_to_num(vals),
+            width,
+            yerr=err,
+            capsize=3,
+            label=f"{s.name} ({s.model})",
+        )
     ax1.set_xticks(x, cats)
     ax1.set_ylabel("accuracy (%)")
     ax1.set_ylim(0, 105)
@@ -44,13 +50,18 @@ def write_plot(summaries: Sequence[Summary], comparisons: Sequence[Comparison], 
             hi = np.array([iv.high * 100 if iv and not math.isnan(iv.high) else np.nan for iv in ivs])
             err = np.vstack([np.nan_to_num(pts - lo), np.nan_to_num(hi - pts)])
             verdict = "" if c.passed is None else (" PASS" if c.passed else " FAIL")
-            ax2.bar(x + (i - (len(comparisons) - 1) / 2) * width2, np.nan_to_num(pts), width2, yerr=err, capsize=3,
-                    label=f"{c.candidate} vs {c.baseline}{verdict}")
+            ax2.bar(
+                x + (i - (len(comparisons) - 1) / 2) * width2,
+                np.nan_to_num(pts),
+                width2,
+                yerr=err,
+                capsize=3,
+                label=f"{c.candidate} vs {c.baseline}{verdict}",
+            )
         ax2.axhline(0, color="black", linewidth=0.8)
         for t in comparisons[0].terms:
             if t.term.metric == "accuracy_drop" and t.term.category is None:
-                ax2.axhline(t.term.value * 100, color="red", linestyle="--", linewidth=1,
-                            label=f"gate {t.term.text}")
+                ax2.axhline(t.term.value * 100, color="red", linestyle="--", linewidth=1, label=f"gate {t.term.text}")
         ax2.set_xticks(x, cats)
         ax2.set_ylabel("accuracy drop (pp, + = worse)")
         ax2.set_title("candidate - baseline: accuracy drop with 95% paired-bootstrap intervals")

@@ -36,15 +36,24 @@ def render_markdown(
     meta: dict[str, Any],
 ) -> str:
     out: list[str] = [f"# inferline eval: {eval_set}", ""]
-    out.append(f"{n_items} items; endpoints: " + ", ".join(f"`{s.name}` ({s.model})" for s in summaries)
-               + f"; baseline `{summaries[0].name}`.")
-    out.append(f"Run: {meta.get('started', '')}, {meta.get('wall_s', 0):.0f} s, concurrency {meta.get('concurrency')}, "
-               f"temperature 0. Accuracy with 95% Wilson intervals; deltas with 95% paired-bootstrap intervals "
-               f"({meta.get('bootstrap_samples')} resamples over items).")
+    out.append(
+        f"{n_items} items; endpoints: "
+        + ", ".join(f"`{s.name}` ({s.model})" for s in summaries)
+        + f"; baseline `{summaries[0].name}`."
+    )
+    out.append(
+        f"Run: {meta.get('started', '')}, {meta.get('wall_s', 0):.0f} s, concurrency {meta.get('concurrency')}, "
+        f"temperature 0. Accuracy with 95% Wilson intervals; deltas with 95% paired-bootstrap intervals "
+        f"({meta.get('bootstrap_samples')} resamples over items)."
+    )
     out.append("")
     if comparisons and gate_text:
-        out += ["## Gate", "", f"`{gate_text}` (verdict on point estimates; confidence = share of bootstrap resamples "
-                "that agree with it)", ""]
+        out += [
+            "## Gate",
+            "",
+            f"`{gate_text}` (verdict on point estimates; confidence = share of bootstrap resamples that agree with it)",
+            "",
+        ]
         out.append("| candidate | verdict | confidence | terms |")
         out.append("|---|---|---|---|")
         for c in comparisons:
@@ -52,37 +61,62 @@ def render_markdown(
             conf = "n/a" if math.isnan(c.confidence) else f"{c.confidence * 100:.0f}% ({c.confidence_words})"
             terms = "; ".join(
                 f"{t.term.text}: {_term_value(t.term.metric, t.measured)}"
-                + (f" [{_term_value(t.term.metric, t.interval.low)}, {_term_value(t.term.metric, t.interval.high)}]"
-                   if t.interval and not math.isnan(t.interval.low) else "")
-                + (" ok" if t.holds else " **fails**") + (f" ({t.note})" if t.note else "")
+                + (
+                    f" [{_term_value(t.term.metric, t.interval.low)}, {_term_value(t.term.metric, t.interval.high)}]"
+                    if t.interval and not math.isnan(t.interval.low)
+                    else ""
+                )
+                + (" ok" if t.holds else " **fails**")
+                + (f" ({t.note})" if t.note else "")
                 for t in c.terms
             )
             out.append(f"| {c.candidate} | {verdict} | {conf} | {terms} |")
         out.append("")
     cats = sorted({c for s in summaries for c in s.categories})
-    out += ["## Accuracy per category", "", "| endpoint | " + " | ".join(cats) + " | overall |",
-            "|---|" + "---|" * (len(cats) + 1)]
+    out += [
+        "## Accuracy per category",
+        "",
+        "| endpoint | " + " | ".join(cats) + " | overall |",
+        "|---|" + "---|" * (len(cats) + 1),
+    ]
     for s in summaries:
-        out.append(f"| {s.name} | " + " | ".join(_pct(s.categories.get(c, Accuracy(0, 0))) for c in cats)
-                   + f" | {_pct(s.overall)} |")
+        out.append(
+            f"| {s.name} | "
+            + " | ".join(_pct(s.categories.get(c, Accuracy(0, 0))) for c in cats)
+            + f" | {_pct(s.overall)} |"
+        )
     out.append("")
     if comparisons:
-        out += ["## Deltas vs baseline (accuracy drop in pp, + = candidate worse)", "",
-                "| candidate | " + " | ".join(cats) + " | overall | right->wrong / wrong->right |",
-                "|---|" + "---|" * (len(cats) + 2)]
+        out += [
+            "## Deltas vs baseline (accuracy drop in pp, + = candidate worse)",
+            "",
+            "| candidate | " + " | ".join(cats) + " | overall | right->wrong / wrong->right |",
+            "|---|" + "---|" * (len(cats) + 2),
+        ]
         for c in comparisons:
-            out.append(f"| {c.candidate} | " + " | ".join(
-                c.category_drop[k].fmt(100, 1) + f" (n={c.category_paired.get(k, 0)})" if k in c.category_drop else "n/a"
-                for k in cats) + f" | {c.accuracy_drop.fmt(100, 1)} (n={c.paired_items}) | "
-                f"{c.discordant[0]} / {c.discordant[1]} |")
+            out.append(
+                f"| {c.candidate} | "
+                + " | ".join(
+                    c.category_drop[k].fmt(100, 1) + f" (n={c.category_paired.get(k, 0)})"
+                    if k in c.category_drop
+                    else "n/a"
+                    for k in cats
+                )
+                + f" | {c.accuracy_drop.fmt(100, 1)} (n={c.paired_items}) | "
+                f"{c.discordant[0]} / {c.discordant[1]} |"
+            )
         out.append("")
-    out += ["## Perplexity of reference texts, refusals, format, latency, memory", "",
-            "| endpoint | ppl | ppl ratio [95%] | refusals | format checks | TTFT p50 / p90 | decode tok/s | "
-            "memory | logprobs |", "|---|---|---|---|---|---|---|---|---|"]
+    out += [
+        "## Perplexity of reference texts, refusals, format, latency, memory",
+        "",
+        "| endpoint | ppl | ppl ratio [95%] | refusals | format checks | TTFT p50 / p90 | decode tok/s | "
+        "memory | logprobs |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     comp_by = {c.candidate: c for c in comparisons}
     for s in summaries:
-        c = comp_by.get(s.name)
-        ratio = c.ppl_ratio.fmt(1, 3).replace("+", "") if c else "baseline"
+        cmp = comp_by.get(s.name)
+        ratio = cmp.ppl_ratio.fmt(1, 3).replace("+", "") if cmp else "baseline"
         fmt_cell = _pct(s.format_pass) if s.format_pass.n else "n/a"
         ref = f"{s.refusals}/{s.generated}" if s.generated else "n/a"
         out.append(
@@ -97,16 +131,23 @@ def render_markdown(
         out += ["Notes:", "", *notes, ""]
     ppl_cats = sorted({c for s in summaries for c in s.ppl_categories})
     if ppl_cats:
-        out += ["### Perplexity per category", "", "| endpoint | " + " | ".join(ppl_cats) + " |",
-                "|---|" + "---|" * len(ppl_cats)]
+        out += [
+            "### Perplexity per category",
+            "",
+            "| endpoint | " + " | ".join(ppl_cats) + " |",
+            "|---|" + "---|" * len(ppl_cats),
+        ]
         for s in summaries:
             out.append(f"| {s.name} | " + " | ".join(_num(s.ppl_categories.get(c)) for c in ppl_cats) + " |")
         out.append("")
-    out += ["## How sure is this?", "",
-            "Per-category sets are small: a 95% interval of +-10-15 pp on 40 items is normal, so a category delta "
-            "whose interval spans 0 is not evidence of a change. The overall delta pairs every item and is the one "
-            "to gate on; `right->wrong / wrong->right` counts the items that flipped (McNemar's discordant pairs).",
-            ""]
+    out += [
+        "## How sure is this?",
+        "",
+        "Per-category sets are small: a 95% interval of +-10-15 pp on 40 items is normal, so a category delta "
+        "whose interval spans 0 is not evidence of a change. The overall delta pairs every item and is the one "
+        "to gate on; `right->wrong / wrong->right` counts the items that flipped (McNemar's discordant pairs).",
+        "",
+    ]
     if plot_name:
         out += [f"![accuracy per category]({plot_name})", ""]
     return "\n".join(out)
@@ -119,7 +160,9 @@ def _term_value(metric: str, v: float) -> str:
 
 
 def results_json(
-    meta: dict[str, Any], results: Sequence[EndpointResult], summaries: Sequence[Summary],
+    meta: dict[str, Any],
+    results: Sequence[EndpointResult],
+    summaries: Sequence[Summary],
     comparisons: Sequence[Comparison],
 ) -> dict[str, Any]:
     def clean(obj: Any) -> Any:
@@ -145,9 +188,19 @@ def results_json(
         d = asdict(c)
         d["passed"] = c.passed
         d["confidence_words"] = c.confidence_words
-        d["terms"] = [{"term": t.term.text, "measured": t.measured, "holds": t.holds, "share": t.share,
-                       "ci95": None if t.interval is None else [t.interval.low, t.interval.high], "note": t.note}
-                      for t in c.terms]
+        d["terms"] = [
+            {
+                "term": t.term.text,
+                "measured": t.measured,
+                "holds": t.holds,
+                "share": t.share,
+                "ci95": None if t.interval is None else [t.interval.low, t.interval.high],
+                "note": t.note,
+            }
+            for t in c.terms
+        ]
         comps.append(d)
-    return clean({"meta": meta, "summaries": summ, "comparisons": comps,
-                  "endpoints": [asdict(r) for r in results]})
+    out: dict[str, Any] = clean(
+        {"meta": meta, "summaries": summ, "comparisons": comps, "endpoints": [asdict(r) for r in results]}
+    )
+    return out

