@@ -18,7 +18,7 @@ from inferline.eval.endpoint import EndpointError, EndpointSpec, parse_endpoint
 from inferline.eval.gate import GateError, Term, parse_gate
 from inferline.eval.plot import write_plot
 from inferline.eval.report import render_markdown, results_json
-from inferline.eval.runner import EndpointResult, run_eval
+from inferline.eval.runner import EndpointResult, load_results, run_eval
 from inferline.eval.stats import BOOTSTRAP_SAMPLES
 
 app = typer.Typer(
@@ -58,6 +58,14 @@ def eval_(
         Path | None, typer.Option("--set", help="JSONL eval set (docs/eval.md); default: the shipped set.")
     ] = None,
     baseline: Annotated[str | None, typer.Option(help="Name of the baseline endpoint (default: the first).")] = None,
+    baseline_results: Annotated[
+        Path | None,
+        typer.Option(
+            help="Reuse a baseline measured earlier: results.json of a previous run on the same set (its first "
+            "endpoint, or --baseline NAME); every --endpoint is then a candidate. For baselines that cannot run "
+            "beside the candidate (one vLLM at a time).",
+        ),
+    ] = None,
     gate: Annotated[
         str | None,
         typer.Option(help="Quality gate, e.g. 'accuracy_drop<=2pp,ppl_ratio<=1.05'; exit 1 if a candidate fails it."),
@@ -97,7 +105,7 @@ def eval_(
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise _fail(f"endpoint names must be unique; got {', '.join(names)}")
-    if baseline is not None:
+    if baseline is not None and baseline_results is None:
         if baseline not in names:
             raise _fail(f"--baseline {baseline!r} is not an endpoint name ({', '.join(names)})")
         specs.sort(key=lambda s: s.name != baseline)
@@ -107,7 +115,7 @@ def eval_(
             terms = parse_gate(gate)
         except GateError as exc:
             raise _fail(str(exc)) from None
-        if len(specs) < 2:
+        if len(specs) + (baseline_results is not None) < 2:
             raise _fail("--gate needs a baseline and at least one candidate endpoint")
     set_path = eval_set or shipped_set_path()
     try:
@@ -128,6 +136,14 @@ def eval_(
             if per[i.category] <= limit:
                 kept.append(i)
         items = kept
+    prior = None
+    if baseline_results is not None:
+        try:
+            prior = load_results(baseline_results, baseline, [i.id for i in items])
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+        if prior.name in names:
+            raise _fail(f"endpoint name {prior.name!r} is taken by the baseline from {baseline_results}")
     _check_out(out)
 
     def say(msg: str) -> None:
@@ -144,6 +160,9 @@ def eval_(
         raise _fail(f"{exc} (no report written)") from None
     except KeyboardInterrupt:
         raise _fail("interrupted (no report written)") from None
+    if prior is not None:
+        say(f"baseline {prior.name}: {len(prior.items)} items from {baseline_results}")
+        results.insert(0, prior)
     summaries = [summarize(r) for r in results]
     comparisons = [
         compare(results[0], r, summaries[0], s, terms) for r, s in zip(results[1:], summaries[1:], strict=True)
@@ -156,6 +175,7 @@ def eval_(
         "concurrency": concurrency,
         "gate": gate,
         "baseline": results[0].name,
+        "baseline_results": str(baseline_results) if baseline_results else None,
         "bootstrap_samples": BOOTSTRAP_SAMPLES,
         "endpoints": [_spec_meta(s) for s in specs],
     }

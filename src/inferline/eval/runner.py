@@ -11,8 +11,10 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
+import orjson
 
 from inferline.eval.dataset import EvalItem
 from inferline.eval.endpoint import Endpoint, EndpointError, EndpointSpec, LogprobMode
@@ -143,3 +145,37 @@ async def _run_one(
         memory_source=source,
         wall_s=wall,
     )
+
+
+def load_results(path: Path, name: str | None, item_ids: Sequence[str]) -> EndpointResult:
+    """One endpoint's per-item results from an earlier run's results.json (a baseline measured before).
+
+    Raises ValueError (one line) when the file is not a results.json, lacks the endpoint, or was run on other items.
+    """
+    try:
+        data = orjson.loads(path.read_bytes())
+        endpoints = data["endpoints"]
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        raise ValueError(f"{path}: not a results.json written by inferline eval") from None
+    names = [e.get("name") for e in endpoints]
+    chosen = next((e for e in endpoints if name is None or e.get("name") == name), None)
+    if chosen is None:
+        raise ValueError(f"{path}: no endpoint named {name!r} (has: {', '.join(map(str, names))})")
+    try:
+        items = [ItemResult(**it) for it in chosen["items"]]
+        fields = {
+            k: chosen[k]
+            for k in ("name", "url", "model", "logprobs", "logprobs_note", "memory_bytes", "memory_source", "wall_s")
+        }
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: endpoint {chosen.get('name')!r} is malformed ({exc})") from None
+    missing = sorted(set(item_ids) - {it.id for it in items})
+    if missing:
+        raise ValueError(
+            f"{path}: endpoint {chosen['name']!r} was not run on {len(missing)} item(s) of this set "
+            f"(e.g. {', '.join(missing[:3])}); rerun the baseline on the same set"
+        )
+    wanted = set(item_ids)
+    return EndpointResult(items=[it for it in items if it.id in wanted], **fields)
