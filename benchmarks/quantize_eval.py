@@ -317,9 +317,11 @@ def table_rows(
             summaries.setdefault(s["name"], s)
         for c in res["comparisons"]:
             conf = c.get("confidence")
+            drop, ratio = c["accuracy_drop"]["point"], c["ppl_ratio"]["point"]
             verdicts[c["candidate"]] = (
                 f"{'PASS' if c['passed'] else 'FAIL'} vs {c['baseline']}: "
-                f"drop {c['accuracy_drop']['point'] * 100:+.1f}pp, ppl x{(c['ppl_ratio']['point'] or float('nan')):.3f}"
+                + (f"drop {drop * 100:+.1f}pp" if drop is not None else "drop n/a")
+                + (f", ppl x{ratio:.3f}" if ratio is not None else ", ppl n/a")
                 + (f" ({conf * 100:.0f}% sure)" if conf is not None else "")
             )
     for name in [*VLLM_VARIANTS, *GGUF_VARIANTS]:
