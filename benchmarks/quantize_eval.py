@@ -264,7 +264,11 @@ def main() -> int:
         out = runs / name
         r = run(eval_cmd(out, [f"{name}={gw.url},model={name}"], args, extra), f"eval {name}", args.budget_s)
         if r.returncode not in (0, 1):
-            raise RuntimeError(f"eval {name} failed: {r.stderr[-2000:]}\nvLLM log:\n{p.log_tail()}")
+            # Keep what was measured: record the failure, go on with the next variant.
+            console.print(f"[red]eval {name} failed[/]: {r.stderr[-1500:]}\nvLLM log:\n{p.log_tail()}")
+            data.setdefault("failures", {})[name] = r.stderr[-1500:]
+            procs.stop(p, grace_s=15)
+            continue
         memory[name] = {
             "rss_mb": round(group_rss_mb(p.pid)),
             "how": "vLLM process group RSS after the eval (API server + EngineCore + worker, 1 GiB KV cache)",
