@@ -65,3 +65,26 @@ def test_baseline_refused_when_it_does_not_fit(tmp_path: Path) -> None:
         load_results(tmp_path / "bad.json", None, ["a"])
     with pytest.raises(ValueError, match="no such file"):
         load_results(tmp_path / "missing.json", None, ["a"])
+
+
+def test_plot_with_perfect_and_zero_scores(tmp_path: Path) -> None:
+    """Wilson bounds at 100% used to come out a rounding error below the point: negative error bars crashed."""
+    from inferline.eval.plot import write_plot
+
+    items = [ItemResult(id=f"i{n}", category="c", kind="choice", correct=True) for n in range(10)]
+    perfect = EndpointResult("a", "u", "m", "echo", "", items, None, "", 1.0)
+    zero = EndpointResult(
+        "b",
+        "u",
+        "m",
+        "echo",
+        "",
+        [ItemResult(id=i.id, category="c", kind="choice", correct=False) for i in items],
+        None,
+        "",
+        1.0,
+    )
+    sa, sb = summarize(perfect), summarize(zero)
+    assert sa.overall.ci[1] == 1.0 and sb.overall.ci[0] == 0.0
+    path = write_plot([sa, sb], [compare(perfect, zero, sa, sb)], tmp_path / "p.png", "t")
+    assert path.read_bytes()[:4] == b"\x89PNG"

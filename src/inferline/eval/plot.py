@@ -26,7 +26,9 @@ def write_plot(summaries: Sequence[Summary], comparisons: Sequence[Comparison], 
         vals = np.array([a.value * 100 for a in accs])
         lo = np.array([a.ci[0] * 100 for a in accs])
         hi = np.array([a.ci[1] * 100 for a in accs])
-        err = np.vstack([np.nan_to_num(vals - lo), np.nan_to_num(hi - vals)])
+        # Wilson bounds can sit a rounding error inside the point (100%: hi 0.9999999...); matplotlib rejects
+        # negative error bars, so clip at 0.
+        err = np.clip(np.vstack([np.nan_to_num(vals - lo), np.nan_to_num(hi - vals)]), 0, None)
         ax1.bar(
             x + (i - (len(summaries) - 1) / 2) * width,
             np.nan_to_num(vals),
@@ -48,7 +50,7 @@ def write_plot(summaries: Sequence[Summary], comparisons: Sequence[Comparison], 
             pts = np.array([iv.point * 100 if iv and not math.isnan(iv.point) else np.nan for iv in ivs])
             lo = np.array([iv.low * 100 if iv and not math.isnan(iv.low) else np.nan for iv in ivs])
             hi = np.array([iv.high * 100 if iv and not math.isnan(iv.high) else np.nan for iv in ivs])
-            err = np.vstack([np.nan_to_num(pts - lo), np.nan_to_num(hi - pts)])
+            err = np.clip(np.vstack([np.nan_to_num(pts - lo), np.nan_to_num(hi - pts)]), 0, None)
             verdict = "" if c.passed is None else (" PASS" if c.passed else " FAIL")
             ax2.bar(
                 x + (i - (len(comparisons) - 1) / 2) * width2,
