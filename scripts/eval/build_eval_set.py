@@ -3,13 +3,14 @@
 Every item was written for inferline (no third-party data); licence: CC0-1.0 / Apache-2.0 (the repo's),
 see src/inferline/eval/data/README.md. Items are designed for small models (SmolLM2-135M scores well above
 chance on them) so that a quantized variant's degradation shows per category. Deterministic: choice orders
-come from a seeded shuffle. Run: python scripts/eval/build_eval_set.py
+come from a seeded shuffle. Run: python scripts/eval/build_eval_set.py [OUT]
 """
 
 from __future__ import annotations
 
 import json
 import random
+import sys
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parents[2] / "src" / "inferline" / "eval" / "data" / "inferline-eval-v1.jsonl"
@@ -550,6 +551,8 @@ CODE_WRITE = [
 for i, (q, check) in enumerate(CODE_WRITE):
     gen("code", f"code-write-{i + 1:02d}", q, checks=[check, "no_refusal"], max_tokens=64)
 
+if len(sys.argv) > 1:  # another path: tests/eval/test_dataset.py checks the shipped file is this script's output
+    OUT = Path(sys.argv[1])
 OUT.parent.mkdir(parents=True, exist_ok=True)
 with OUT.open("w") as f:
     f.write("# inferline eval set v1: written for inferline; CC0-1.0 / Apache-2.0 (see README.md beside this file)\n")

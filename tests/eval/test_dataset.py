@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -52,6 +54,13 @@ def test_bad_line_is_named_with_its_number(tmp_path: Path, line: str, message: s
     with pytest.raises(EvalSetError) as err:
         load_eval_set(path)
     assert f"{path}:4:" in str(err.value) and message in str(err.value)
+
+
+def test_shipped_set_is_its_generators_output(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[2] / "scripts" / "eval" / "build_eval_set.py"
+    out = tmp_path / "set.jsonl"
+    subprocess.run([sys.executable, str(script), str(out)], check=True, capture_output=True, timeout=60)
+    assert out.read_text() == shipped_set_path().read_text(), "run: python scripts/eval/build_eval_set.py"
 
 
 def test_missing_and_empty_files(tmp_path: Path) -> None:
