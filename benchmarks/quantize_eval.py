@@ -152,6 +152,7 @@ def main() -> int:
         "mode": "quick" if args.quick else "full",
         "machine": machine(),
         "limit": args.limit,
+        "vllm_limit": args.vllm_limit or args.limit,
         "concurrency": args.concurrency,
         "gate": GATE,
         "steps_s": {},
