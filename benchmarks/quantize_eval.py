@@ -243,7 +243,7 @@ def main() -> int:
     r = run(eval_cmd(runs / "gguf", eps, args, ["--gate", GATE], args.limit), "eval GGUF variants", args.budget_s)
     if r.returncode not in (0, 1):
         raise RuntimeError(f"eval GGUF failed: {r.stderr[-2000:]}")
-    evals["gguf"] = orjson.loads((runs / "gguf" / "results.json").read_bytes())
+    evals["gguf"] = _slim(orjson.loads((runs / "gguf" / "results.json").read_bytes()))
     steps["eval_gguf"] = round(time.monotonic() - t0, 1)
     for name, scheme in GGUF_VARIANTS.items():
         load = manifests[scheme]["load"] if scheme else q41_load
@@ -288,7 +288,7 @@ def main() -> int:
             "how": "vLLM process group RSS after the eval (API server + EngineCore + worker, 1 GiB KV cache)",
         }
         procs.stop(p, grace_s=15)
-        evals[name] = orjson.loads((out / "results.json").read_bytes())
+        evals[name] = _slim(orjson.loads((out / "results.json").read_bytes()))
         steps[f"vllm_start_{name}"] = start_s
         steps[f"eval_{name}"] = round(time.monotonic() - t0, 1)
         if baseline_json is None:
@@ -322,6 +322,12 @@ def main() -> int:
             shutil.copy(run_dir / "accuracy.png", RESULTS / f"quantize_eval_{key}{suffix}.png")
     console.print(f"wrote {jpath} and {mpath}; total {steps['total']:.0f}s")
     return 0
+
+
+def _slim(results: dict[str, Any]) -> dict[str, Any]:
+    """Summaries and comparisons only: the per-item answers stay in the eval's own results.json."""
+    results.pop("endpoints", None)
+    return results
 
 
 def table_rows(
