@@ -161,6 +161,8 @@ def _mount_optional() -> None:
         ("inferline.autoscale.cli", "autoscale"),
         ("inferline.advise.cli", "advise"),
         ("inferline.deploy.cli", "deploy"),
+        ("inferline.quantize.cli", "quantize"),
+        ("inferline.eval.cli", "eval"),
     ):
         try:
             mod = __import__(module, fromlist=["app"])

@@ -208,6 +208,10 @@ class ModelConfig(_Section):
         default_factory=list,
         description="Models to try, in order, when every backend of this one is down.",
     )
+    tags: list[str] = Field(
+        default_factory=list,
+        description="Labels, e.g. [reasoning, code]: `inferline quantize` keeps such models at 16 bits unless forced.",
+    )
     context_tokens: int | None = Field(
         None,
         ge=16,
