@@ -13,11 +13,14 @@
     │   └── QueueTimeout              429 no engine had room before the queue deadline
     ├── UpstreamError                 502 upstream_error (an engine answered badly; names the backend)
     ├── BackendUnavailable            503 service_unavailable (+ Retry-After; no backend could take it)
-    │   └── ShuttingDown              503 (the gateway is draining)
+    │   ├── ShuttingDown              503 (the gateway is draining)
+    │   └── StoreUnavailable          503 store_unavailable (+ Retry-After; the limit store is down, fail_closed)
     ├── UpstreamTimeout               504 timeout (names the backend)
     └── StreamInterrupted             -   only mid-stream: the engine failed after the first token
 
 Before the first byte an error is a response; after it, `sse_error` ends the stream in-band.
+
+    StartupError                      not a client error: `inferline serve` cannot start (one line, exit 1)
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ __all__ = [
     "QueueTimeout",
     "RateLimited",
     "ShuttingDown",
+    "StartupError",
+    "StoreUnavailable",
     "StreamInterrupted",
     "Unauthorized",
     "UpstreamError",
@@ -65,6 +70,7 @@ class Outcome(StrEnum):
     QUEUE_TIMEOUT = "queue_timeout"
     CACHE_FALLBACK = "cache_fallback"
     NO_BACKEND = "no_backend"
+    STORE_UNAVAILABLE = "store_unavailable"
     UPSTREAM_ERROR = "upstream_error"
     UPSTREAM_TIMEOUT = "upstream_timeout"
     STREAM_INTERRUPTED = "stream_interrupted"
@@ -167,6 +173,12 @@ class ShuttingDown(BackendUnavailable):
     default_code, outcome = "shutting_down", Outcome.SHUTDOWN
 
 
+class StoreUnavailable(BackendUnavailable):
+    """503: the rate-limit store cannot be reached and on_store_error is fail_closed."""
+
+    default_code, outcome = "store_unavailable", Outcome.STORE_UNAVAILABLE
+
+
 class UpstreamTimeout(GatewayError):
     status, error_type, default_code, outcome = 504, "timeout", "upstream_timeout", Outcome.UPSTREAM_TIMEOUT
 
@@ -180,6 +192,12 @@ class StreamInterrupted(GatewayError):
         "stream_interrupted",
         Outcome.STREAM_INTERRUPTED,
     )
+
+
+class StartupError(Exception):
+    """`inferline serve` cannot start for a reason the operator can fix (bad config, unreachable engine,
+    port in use, missing model). The CLI prints `error: <message>` as one line and exits 1; the message
+    names what to fix. A traceback is shown only with --log-level debug."""
 
 
 def error_body(exc: GatewayError) -> bytes:

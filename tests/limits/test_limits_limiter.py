@@ -129,7 +129,7 @@ async def test_store_down_fail_closed_is_a_503_with_retry_after() -> None:
     principal = lim.authenticate(b"Bearer " + KEY_A.encode())
     with pytest.raises(BackendUnavailable) as info:
         await lim.admit(principal, 10)
-    assert info.value.status == 503 and info.value.code == "limit_store_unavailable"
+    assert info.value.status == 503 and info.value.code == "store_unavailable"
     assert info.value.retry_after_s == 1.0
     assert lim.store_errors_total == 1
 

@@ -16,7 +16,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from inferline.backends.pool import BackendPool
 from inferline.cache import as_sse_chunks, cache_key, cacheable, create_response_cache
+from inferline.cache.flight import Cached, Lead, SingleFlight
 from inferline.config import InferlineConfig
+from inferline.debug_metrics import register_debug_metrics
 from inferline.errors import (
     BackendUnavailable,
     GatewayError,
@@ -32,7 +34,9 @@ from inferline.errors import (
     error_headers,
 )
 from inferline.limits import Limiter
+from inferline.limits.store_metrics import register_store_metrics
 from inferline.metrics import GatewayMetrics, ModelMetrics
+from inferline.openapi import openapi_json
 from inferline.types import ASGIApp, Receive, Scope, Send
 
 from .account import account
@@ -67,6 +71,14 @@ class Gateway:
         self.limiter = Limiter.from_config(config.limits)
         self._cache_cfg = config.cache
         self.cache = create_response_cache(config.cache)
+        # robust (issue 13): single-flight in front of the cache; store health and task count on /metrics.
+        self.flights = (
+            SingleFlight(self.cache, config.cache.single_flight_wait_s)
+            if self.cache is not None and config.cache.single_flight
+            else None
+        )
+        register_store_metrics(self.metrics.registry, self.limiter.store, self.cache)
+        register_debug_metrics(self.metrics.registry)
         self.pool.on_change = self.router.dispatch_all
         self.relay = Relay(config.routing, self.metrics, {m.name: m.context_tokens for m in config.models})
         self._model_metrics: dict[str, ModelMetrics] = {m.name: self.metrics.for_model(m.name) for m in config.models}
@@ -85,6 +97,7 @@ class Gateway:
             "/metrics": _Route(frozenset({"GET"}), self._metrics),
             "/backends": _Route(frozenset({"GET"}), self._backends),
             "/queues": _Route(frozenset({"GET"}), self._queues),
+            "/openapi.json": _Route(frozenset({"GET"}), self._openapi),
         }
 
     # -- ASGI entry ---------------------------------------------------------------------------
@@ -98,7 +111,8 @@ class Gateway:
                 if route is None:
                     raise NotFound(
                         f"no route {scope['method']} {scope['path']}; inferline serves POST /v1/chat/completions, "
-                        "POST /v1/completions, GET /v1/models, /health, /ready, /metrics, /backends, /queues"
+                        "POST /v1/completions, GET /v1/models, /health, /ready, /metrics, /backends, /queues, "
+                        "/openapi.json"
                     )
                 if scope["method"] not in route.methods:
                     raise MethodNotAllowed(
@@ -248,11 +262,13 @@ class Gateway:
         ctx.in_flight_counted = True
 
         cache_key = self._cache_key(parsed, principal.name)
+        lead: Lead | None = None
         if cache_key is not None and self.cache is not None and not self._cache_cfg.fallback_only:
-            hit = await self.cache.get(cache_key)
-            if hit is not None:
-                await self._reply_cached(ctx, parsed, hit, send, "hit")
+            found = await self._cache_lookup(cache_key, parsed.stream, task)
+            if isinstance(found, Cached):
+                await self._reply_cached(ctx, parsed, found.body, send, found.how)
                 return
+            lead = found
 
         expected_output = parsed.max_tokens or self.router.expected_output_tokens(parsed.model)
         ctx.reservation = await self.limiter.admit(principal, int(parsed.prompt_tokens_estimate + expected_output))
@@ -279,8 +295,22 @@ class Gateway:
                 raise
             await self.relay.serve(ctx, parsed, target, self.router, send, self._model_metrics)
         self.router.observe_output(ctx.model, ctx.completion_tokens)
+        if lead is not None:
+            lead.finish(ctx.response_body)  # identical requests waiting for this one get its answer now
         if cache_key is not None and self.cache is not None and ctx.response_body is not None:
             await self.cache.put(cache_key, ctx.response_body)
+
+    async def _cache_lookup(self, key: str, stream: bool, task: asyncio.Task[None]) -> Cached | Lead | None:
+        """A stored (or, with single-flight, an identical in-flight request's) answer, or None / a Lead."""
+        assert self.cache is not None
+        if self.flights is None:
+            hit = await self.cache.get(key)
+            return None if hit is None else Cached(hit, "hit")
+        found = await self.flights.get_or_lead(key, can_lead=not stream)
+        if isinstance(found, Lead) and found.leading:
+            # However the request ends (error, cancel), the identical requests waiting on it are released.
+            task.add_done_callback(lambda _: found.finish(None))
+        return found
 
     async def _fail(self, ctx: RequestContext, send: Send, exc: GatewayError) -> None:
         """Before the first byte an error is a response; after it, an SSE error event ends the stream."""
@@ -302,7 +332,7 @@ class Gateway:
         self, ctx: RequestContext, parsed: ParsedRequest, body: bytes, send: Send, how: str
     ) -> None:
         ctx.model, ctx.backend, ctx.status = parsed.model, "cache", 200
-        ctx.outcome = Outcome.OK if how == "hit" else Outcome.CACHE_FALLBACK
+        ctx.outcome = Outcome.CACHE_FALLBACK if how == "fallback" else Outcome.OK
         headers = [(b"x-inferline-cache", how.encode()), *route_headers(ctx)]
         if parsed.stream:
             chunks = as_sse_chunks(body, "chat" if parsed.kind == "chat" else "completions", parsed.include_usage)
@@ -380,6 +410,10 @@ class Gateway:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+    async def _openapi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": openapi_json()})
 
     async def _backends(self, scope: Scope, receive: Receive, send: Send) -> None:
         await _send_json(send, 200, {"backends": self.pool.snapshot()})

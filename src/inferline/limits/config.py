@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "BREAKER_COOLDOWN_S",
+    "BREAKER_FAILURE_THRESHOLD",
     "CACHE_MAX_ENTRIES",
     "CACHE_TTL_S",
     "CONCURRENCY_LEASE_S",
@@ -20,6 +22,7 @@ __all__ = [
     "CacheConfig",
     "KeyLimits",
     "LimitsConfig",
+    "StoreBreakerConfig",
 ]
 
 # Defaults, named once.
@@ -31,6 +34,15 @@ CACHE_TTL_S = 300.0
 CACHE_MAX_ENTRIES = 10_000
 CACHE_MAX_ENTRY_BYTES = 1024 * 1024
 CACHE_TIMEOUT_S = 0.1  # a cache lookup that takes longer counts as a miss
+# A request that finds an identical one in flight waits at most this long for its answer, then calls the
+# engine itself: longer than a typical short generation, far shorter than the request timeout.
+SINGLE_FLIGHT_WAIT_S = 60.0
+# The circuit breaker around Redis (limits/breaker.py). Five consecutive failures: one or two blips (a
+# connection reset by a Redis restart, already retried once) never trip it; five in a row is an outage.
+BREAKER_FAILURE_THRESHOLD = 5
+# While open, Redis is skipped for this long, then one request tries it: a dead Redis costs one timeout
+# every 2 s instead of one per request, and limits are enforced again within ~2 s of Redis coming back.
+BREAKER_COOLDOWN_S = 2.0
 
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"  # no braces: names sit inside a Redis hash tag
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -39,6 +51,25 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StoreBreakerConfig(_Section):
+    """The circuit breaker around a Redis store: when to stop waiting on it, and when to try it again."""
+
+    failure_threshold: int = Field(
+        BREAKER_FAILURE_THRESHOLD,
+        ge=1,
+        description="Consecutive failures or timeouts after which the store is skipped (the circuit opens). "
+        "Five: a blip (a connection reset by a Redis restart, already retried once) never trips it.",
+    )
+    cooldown_s: float = Field(
+        BREAKER_COOLDOWN_S,
+        gt=0,
+        le=300,
+        description="How long an open circuit skips the store before one request tries it again (half-open). "
+        "Short, so limits hold again soon after Redis returns; a dead Redis then costs one timeout per cool-down "
+        "instead of one per request. Also the Retry-After of the 503s sent meanwhile (fail_closed).",
+    )
 
 
 class KeyLimits(_Section):
@@ -140,6 +171,11 @@ class LimitsConfig(_Section):
         gt=0,
         description="A reservation never reconciled (crashed gateway) frees its concurrency slot after this long.",
     )
+    breaker: StoreBreakerConfig = Field(
+        default_factory=StoreBreakerConfig,
+        description="Circuit breaker around the Redis store: while open, on_store_error applies at once instead "
+        "of after store_timeout_s per request.",
+    )
     require_api_key: bool = Field(
         True, description="Reject requests without a known key (401). False: keyless requests are 'anonymous'."
     )
@@ -201,6 +237,22 @@ class CacheConfig(_Section):
     )
     timeout_s: float = Field(
         CACHE_TIMEOUT_S, gt=0, le=5, description="A cache call slower than this counts as a miss (Redis)."
+    )
+    breaker: StoreBreakerConfig = Field(
+        default_factory=StoreBreakerConfig,
+        description="Circuit breaker around the Redis cache: while open, lookups are misses at once instead of "
+        "after timeout_s each.",
+    )
+    single_flight: bool = Field(
+        True,
+        description="Identical cacheable requests arriving while the first is still with the engine wait for "
+        "its answer instead of each calling the engine (per gateway process).",
+    )
+    single_flight_wait_s: float = Field(
+        SINGLE_FLIGHT_WAIT_S,
+        gt=0,
+        description="How long a request waits for an identical one in flight before calling the engine itself; "
+        "bounded so one stuck request cannot hold its followers.",
     )
 
     @model_validator(mode="after")

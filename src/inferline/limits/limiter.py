@@ -2,12 +2,13 @@
 
     principal = limiter.authenticate(authorization_header)   # ApiKeyConfig, or raises Unauthorized (401)
     reservation = await limiter.admit(principal, tokens)     # or raises LimitDenied (429) / RequestTooLarge
-                                                             # (400) / BackendUnavailable (503, store down)
+                                                             # (400) / StoreUnavailable (503, store down)
     ... dispatch ...
     limiter.release_soon(reservation, actual_tokens)         # in `finally`: always, exactly once; never raises
 
-Store failures follow `on_store_error`: fail_closed raises BackendUnavailable (code limit_store_unavailable);
-fail_open admits with an unrecorded reservation (no headers, nothing to reconcile) and logs.
+Store failures follow `on_store_error`: fail_closed raises StoreUnavailable (503, code store_unavailable,
+Retry-After: when the store's circuit breaker will try it again); fail_open admits with an unrecorded
+reservation (no headers, nothing to reconcile) and logs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import logging
 import time
 from collections.abc import Mapping
 
-from inferline.errors import BackendUnavailable, Unauthorized
+from inferline.errors import StoreUnavailable, Unauthorized
 
 from .base import Denial, LimitStore, LimitStoreUnavailable, Reservation
 from .config import ApiKeyConfig, KeyLimits, LimitsConfig
@@ -89,10 +90,9 @@ class Limiter:
             if self._fail_open:
                 self.unmetered_total += 1
                 return Reservation.unrecorded(key_name, tokens)
-            raise BackendUnavailable(
+            raise StoreUnavailable(
                 "rate-limit store unavailable; retry shortly",
-                code="limit_store_unavailable",
-                retry_after_s=STORE_DOWN_RETRY_AFTER_S,
+                retry_after_s=max(STORE_DOWN_RETRY_AFTER_S, exc.retry_after_s or 0.0),
             ) from exc
         if isinstance(result, Denial):
             raise result.error()
