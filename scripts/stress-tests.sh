@@ -53,7 +53,9 @@ if ! command -v stress-ng >/dev/null && [[ $(id -u) -eq 0 ]] && command -v apt-g
 fi
 
 burner_pids=()
+test_pid=""
 stop_load() {
+  if [[ -n $test_pid ]]; then kill "$test_pid" 2>/dev/null; wait "$test_pid" 2>/dev/null; test_pid=""; fi
   for pid in "${burner_pids[@]}"; do kill "$pid" 2>/dev/null; done
   for pid in "${burner_pids[@]}"; do wait "$pid" 2>/dev/null; done
   burner_pids=()
@@ -90,8 +92,13 @@ passed=0
 t_all=$(date +%s)
 for i in $(seq "$runs"); do
   t0=$(date +%s)
-  (cd "$root" && "$py" -m pytest -q -ra -p no:cacheprovider "$@") >"$logdir/run-$i.log" 2>&1
+  # In the background and waited for, so that Ctrl-C / SIGTERM reach the trap at once (bash runs traps
+  # only between foreground commands) and the run, its servers and the burners all stop.
+  (cd "$root" && exec "$py" -m pytest -q -ra -p no:cacheprovider "$@") >"$logdir/run-$i.log" 2>&1 &
+  test_pid=$!
+  wait "$test_pid"
   rc=$?
+  test_pid=""
   secs=$(( $(date +%s) - t0 ))
   summary=$(grep -E '(passed|failed|error)' "$logdir/run-$i.log" | tail -n 1 | sed 's/=//g; s/^ *//; s/ *$//')
   result=FAIL

@@ -69,7 +69,11 @@ def firehose_url() -> Iterator[str]:
         yield proc.stdout.readline().strip()
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(10)
+        try:
+            proc.wait(60)  # a clean stop takes a moment; much longer on a loaded machine
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
         if proc.stdout:
             proc.stdout.close()
 
