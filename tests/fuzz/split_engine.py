@@ -93,7 +93,7 @@ class SplitEngine:
             while True:  # keep-alive: the gateway reuses connections
                 head = await reader.readuntil(b"\r\n\r\n")
                 request_line, *header_lines = head.decode("latin-1").split("\r\n")
-                method, path, _ = request_line.split(" ", 2)
+                method, _path, _ = request_line.split(" ", 2)
                 headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines if h)}
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 if method == "GET":

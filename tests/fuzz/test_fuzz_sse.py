@@ -9,7 +9,6 @@ character, between `\\r` and `\\n`. The client must get byte-identical events an
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import orjson
