@@ -33,6 +33,60 @@ ERROR_STATUSES: dict[str, str] = {
 }
 
 
+_BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
+
+
+def _standard_bounds(node: Any) -> None:
+    """pydantic writes a bound on a union (`Number | None`, ge=0) as a non-standard `ge` key beside the
+    `anyOf`: move it onto each numeric branch as the JSON Schema keyword, so validators and fuzzers see it."""
+    if isinstance(node, dict):
+        branches = node.get("anyOf")
+        for key, keyword in _BOUNDS.items():
+            if key in node and isinstance(branches, list):
+                value = node.pop(key)
+                for branch in branches:
+                    if isinstance(branch, dict) and branch.get("type") in ("integer", "number"):
+                        branch[keyword] = value
+                    elif isinstance(branch, dict) and "anyOf" in branch:
+                        branch[key] = value
+                        _standard_bounds(branch)
+        for value in node.values():
+            _standard_bounds(value)
+    elif isinstance(node, list):
+        for value in node:
+            _standard_bounds(value)
+
+
+def _parse_rules(request: dict[str, Any], chat: bool) -> None:
+    """The checks parse.py makes after the schema, stated in the document so clients (and fuzzers) know:
+    token counts are >= 1, `stream_options` only with `stream: true`, a non-empty prompt, and (stricter
+    than the parser, which accepts two equal values) at most one of max_tokens / max_completion_tokens."""
+    props = request["properties"]
+    for name in ("max_tokens", "max_completion_tokens"):
+        for branch in props.get(name, {}).get("anyOf", []):
+            if branch.get("type") == "integer":
+                branch["minimum"] = 1
+    if "prompt" in props:
+        for branch in props["prompt"].get("anyOf", []):
+            if branch.get("type") == "array":
+                branch["minItems"] = 1
+    request["allOf"] = [
+        {
+            "if": {"not": {"required": ["stream"], "properties": {"stream": {"const": True}}}},
+            "then": {"properties": {"stream_options": {"type": "null"}}},
+        }
+    ]
+    if chat:
+        request["allOf"].append(
+            {
+                "not": {
+                    "required": ["max_tokens", "max_completion_tokens"],
+                    "properties": {"max_tokens": {"type": "integer"}, "max_completion_tokens": {"type": "integer"}},
+                }
+            }
+        )
+
+
 def _error_schema() -> dict[str, Any]:
     detail = {
         "type": "object",
@@ -103,7 +157,14 @@ def _inference(name: str, request: str, response: str, summary: str) -> dict[str
                     "`data: [DONE]` (an error after the first token is an error event and no [DONE]).",
                     "content": {
                         **_json({"$ref": f"#/components/schemas/{response}"}),
-                        "text/event-stream": {"schema": {"type": "string"}},
+                        # One event: `data:` carries a chunk's JSON, an error body, or [DONE].
+                        "text/event-stream": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["data"],
+                                "properties": {"data": {"type": "string"}, "event": {"type": "string"}},
+                            }
+                        },
                     },
                 },
                 **_errors("400", "401", "404", "413", "429", "500", "502", "503", "504"),
@@ -122,12 +183,19 @@ def _get(name: str, summary: str, content: dict[str, Any], *extra: str) -> dict[
     }
 
 
-def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
-    """The document as a dict (OpenAPI 3.1: JSON Schema 2020-12, so pydantic's schemas are used as they are)."""
+def build_openapi(models: tuple[str, ...] = (), version: str = "0.1.0") -> dict[str, Any]:
+    """The document as a dict (OpenAPI 3.1: JSON Schema 2020-12, so pydantic's schemas are used as they are).
+    `models`: the model names this gateway serves, stated as the `model` field's enum (any other is a 404)."""
     _, defs = models_json_schema(
         [(ChatCompletionRequest, "validation"), (CompletionRequest, "validation")], ref_template=_REF
     )
     schemas: dict[str, Any] = dict(defs.get("$defs", {}))
+    _standard_bounds(schemas)
+    _parse_rules(schemas["ChatCompletionRequest"], chat=True)
+    _parse_rules(schemas["CompletionRequest"], chat=False)
+    if models:
+        for name in ("ChatCompletionRequest", "CompletionRequest"):
+            schemas[name]["properties"]["model"]["enum"] = list(models)
     schemas["ErrorResponse"] = _error_schema()
     schemas["ChatCompletion"] = _completion_schema("chat.completion")
     schemas["Completion"] = _completion_schema("text_completion")
@@ -211,6 +279,6 @@ def build_openapi(version: str = "0.1.0") -> dict[str, Any]:
 
 
 @functools.cache
-def openapi_json() -> bytes:
-    """The document, serialized once per process."""
-    return orjson.dumps(build_openapi())
+def openapi_json(models: tuple[str, ...] = ()) -> bytes:
+    """The document, serialized once per process (per set of models)."""
+    return orjson.dumps(build_openapi(models))

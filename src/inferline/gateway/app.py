@@ -413,7 +413,7 @@ class Gateway:
 
     async def _openapi(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": openapi_json()})
+        await send({"type": "http.response.body", "body": openapi_json(tuple(m.name for m in self.config.models))})
 
     async def _backends(self, scope: Scope, receive: Receive, send: Send) -> None:
         await _send_json(send, 200, {"backends": self.pool.snapshot()})
