@@ -19,7 +19,13 @@ from inferline.limits.config import (
     CACHE_TTL_S,
     CacheConfig,
 )
-from inferline.limits.redis_conn import REDIS_ERRORS, close_redis, connect_redis, redacted_url
+from inferline.limits.redis_conn import (
+    REDIS_ERRORS,
+    close_redis,
+    connect_redis,
+    drop_idle_connections,
+    redacted_url,
+)
 
 __all__ = ["RedisResponseCache"]
 
@@ -77,12 +83,13 @@ class RedisResponseCache:
             async with asyncio.timeout(self._timeout_s):
                 value = await self._client.get(f"{self._prefix}:{key}")
         except REDIS_ERRORS as exc:
-            self._failed("get", exc)
+            await self._failed("get", exc)
             return None
         except BaseException:
             self.breaker.abandon()
             raise
-        self.breaker.success()
+        if self.breaker.success():
+            await drop_idle_connections(self._client)
         if value is None:
             self.misses_total += 1
             return None
@@ -96,12 +103,13 @@ class RedisResponseCache:
             async with asyncio.timeout(self._timeout_s):
                 await self._client.set(f"{self._prefix}:{key}", response, px=self._ttl_ms)
         except REDIS_ERRORS as exc:
-            self._failed("put", exc)
+            await self._failed("put", exc)
             return
         except BaseException:
             self.breaker.abandon()
             raise
-        self.breaker.success()
+        if self.breaker.success():
+            await drop_idle_connections(self._client)
 
     def _allowed(self) -> bool:
         try:
@@ -111,8 +119,9 @@ class RedisResponseCache:
             return False
         return True
 
-    def _failed(self, op: str, exc: BaseException) -> None:
-        self.breaker.failure(exc)
+    async def _failed(self, op: str, exc: BaseException) -> None:
+        if self.breaker.failure(exc):
+            await drop_idle_connections(self._client)
         self.errors_total += 1
         self.misses_total += op == "get"
         now = time.monotonic()

@@ -95,15 +95,19 @@ class StoreBreaker:
             raise BreakerOpen(self._skip_message(), min(1.0, self._cooldown_s))
         self._trial_running = True
 
-    def success(self) -> None:
+    def success(self) -> bool:
+        """Record a call that worked; True when it closed the circuit (the store is back)."""
         self._trial_running = False
         self._consecutive = 0
-        if self._state is not CircuitState.CLOSED:
-            down = "" if self._down_since is None else f" (down for {self._clock() - self._down_since:.1f} s)"
-            self._move(CircuitState.CLOSED, f"the store answers again{down}")
-        self._down_since = None
+        self._down_since, down_since = None, self._down_since
+        if self._state is CircuitState.CLOSED:
+            return False
+        down = "" if down_since is None else f" (down for {self._clock() - down_since:.1f} s)"
+        self._move(CircuitState.CLOSED, f"the store answers again{down}")
+        return True
 
-    def failure(self, exc: BaseException) -> None:
+    def failure(self, exc: BaseException) -> bool:
+        """Record a failed or timed-out call; True when it opened the circuit."""
         self._trial_running = False
         self.errors_total += 1
         self._consecutive += 1
@@ -120,6 +124,8 @@ class StoreBreaker:
                 CircuitState.OPEN,
                 f"{self._consecutive} consecutive failures (last: {reason}); skipping it for {self._cooldown_s:g} s",
             )
+            return True
+        return False
 
     def abandon(self) -> None:
         """The call ended without a verdict (cancelled): free the half-open trial for the next caller."""

@@ -39,7 +39,7 @@ from .config import (
     KeyLimits,
     LimitsConfig,
 )
-from .redis_conn import REDIS_ERRORS, close_redis, connect_redis, redacted_url
+from .redis_conn import REDIS_ERRORS, close_redis, connect_redis, drop_idle_connections, redacted_url
 
 __all__ = ["RedisLimitStore", "redacted_url"]
 
@@ -120,7 +120,8 @@ class RedisLimitStore:
             async with asyncio.timeout(self._timeout_s):
                 result = await script.run(self._client, keys, args)
         except REDIS_ERRORS as exc:
-            self.breaker.failure(exc)
+            if self.breaker.failure(exc):
+                await drop_idle_connections(self._client)
             detail = str(exc) or "no answer"
             raise LimitStoreUnavailable(
                 f"redis limit store at {self._where}: {type(exc).__name__}: {detail} (timeout {self._timeout_s} s)",
@@ -129,7 +130,8 @@ class RedisLimitStore:
         except BaseException:  # cancelled mid-call: no verdict on Redis
             self.breaker.abandon()
             raise
-        self.breaker.success()
+        if self.breaker.success():
+            await drop_idle_connections(self._client)
         return result
 
     async def reserve(

@@ -7,6 +7,7 @@ connect, each socket read) is bounded by the store's timeout, one immediate retr
 
 from __future__ import annotations
 
+import contextlib
 from urllib.parse import urlsplit
 
 from redis import asyncio as aioredis
@@ -14,7 +15,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-__all__ = ["REDIS_ERRORS", "close_redis", "connect_redis", "redacted_url"]
+__all__ = ["REDIS_ERRORS", "close_redis", "connect_redis", "drop_idle_connections", "redacted_url"]
 
 # What a Redis call raises when the server is down, slow or misbehaving (TimeoutError: asyncio.timeout).
 REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
@@ -42,6 +43,14 @@ def connect_redis(url: str, *, timeout_s: float, max_connections: int) -> aiored
         retry=Retry(NoBackoff(), 1),
     )
     return aioredis.Redis(connection_pool=pool)
+
+
+async def drop_idle_connections(client: aioredis.Redis) -> None:
+    """Close the pool's idle connections (in-use ones are left to their callers). Called when a store's
+    circuit opens or closes: connections opened before an outage point at a server that has gone (after a
+    restart: "Connection closed by server" on first use), and each would otherwise cost a failed request."""
+    with contextlib.suppress(*REDIS_ERRORS):
+        await client.connection_pool.disconnect(inuse_connections=False)
 
 
 async def close_redis(client: aioredis.Redis) -> None:
