@@ -18,6 +18,7 @@ from inferline.config import (
     RoutingConfig,
     ServerConfig,
 )
+from inferline.limits.config import ApiKeyConfig, CacheConfig, KeyLimits, LimitsConfig, StoreBreakerConfig
 
 _SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("server", ServerConfig),
@@ -26,6 +27,11 @@ _SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("models[]", ModelConfig),
     ("models[].backends[]", BackendConfig),
     ("models[].backends[].embedded", EmbeddedEngineConfig),
+    ("limits", LimitsConfig),
+    ("limits.keys[]", ApiKeyConfig),
+    ("limits.keys[].limits, limits.anonymous_limits", KeyLimits),
+    ("limits.breaker, cache.breaker", StoreBreakerConfig),
+    ("cache", CacheConfig),
 ]
 
 _EXAMPLE = """\
@@ -71,7 +77,8 @@ def _default(info: FieldInfo) -> str:
 
 
 def _type(info: FieldInfo) -> str:
-    text = str(info.annotation).replace("typing.", "").replace("pathlib.", "").replace("inferline.config.", "")
+    text = str(info.annotation).replace("typing.", "").replace("pathlib.", "")
+    text = text.replace("inferline.limits.config.", "").replace("inferline.config.", "")
     text = text.replace("<class '", "").replace("'>", "").replace("pydantic.types.", "")
     return text
 

@@ -164,7 +164,12 @@ class LimitsConfig(_Section):
         "the engines stay protected); fail_open admits unmetered (availability over enforcement).",
     )
     store_timeout_s: float = Field(
-        STORE_TIMEOUT_S, gt=0, le=5, description="Upper bound on one store call; slower counts as a store error."
+        STORE_TIMEOUT_S,
+        gt=0,
+        le=5,
+        description="Upper bound on one store call; slower counts as a store error (and toward the breaker). "
+        "0.25 s: a Redis round trip is ~0.1 ms, so only a sick Redis is this slow, and a request pays at most "
+        "this much for a limit check.",
     )
     concurrency_lease_s: float = Field(
         CONCURRENCY_LEASE_S,
@@ -236,7 +241,11 @@ class CacheConfig(_Section):
         True, description="Cache only requests whose output is reproducible: temperature 0 or a fixed seed."
     )
     timeout_s: float = Field(
-        CACHE_TIMEOUT_S, gt=0, le=5, description="A cache call slower than this counts as a miss (Redis)."
+        CACHE_TIMEOUT_S,
+        gt=0,
+        le=5,
+        description="A cache call slower than this counts as a miss (Redis). 0.1 s: a lookup must cost far "
+        "less than the generation it may save, and a slow cache must never slow every request.",
     )
     breaker: StoreBreakerConfig = Field(
         default_factory=StoreBreakerConfig,
