@@ -172,9 +172,9 @@ def test_output_that_would_overflow_the_context_is_rejected_not_hung(gateway: Pr
 def test_request_without_max_tokens_ends_within_context(gateway: Proc) -> None:
     """No max_tokens: the gateway caps output at the room left in the context, so the answer ends.
 
-    A long prompt leaves little room (the context is 1024 tokens): the cap, not the model's whim, ends
-    the answer, and the test stays short however slow the engine is today."""
-    prompt = "Tell me a long story about " + "a lighthouse keeper, " * 180
+    A long prompt (997 tokens with SmolLM2's template) leaves little room in the 1024-token context: the
+    cap, not the model's whim, ends the answer, and the test stays short however slow the engine is today."""
+    prompt = "Tell me a long story about " + "a lighthouse keeper, " * 240
     body = {
         "model": "smollm2",
         "messages": [{"role": "user", "content": prompt}],

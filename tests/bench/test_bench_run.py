@@ -11,6 +11,9 @@ from inferline.bench import BenchConfig, BenchError, Endpoint, LengthSpec, run_b
 from inferline.bench.fakeserver import FakeServer, Reply
 
 SMALL = {"input": LengthSpec(mean=8), "output": LengthSpec(mean=6)}
+# A busy machine can make a run late (timers fire late, the loop is descheduled), never early: the timing
+# tests check the lower bounds on every run and keep the best of ATTEMPTS runs for the upper bounds.
+ATTEMPTS = 3
 
 
 async def test_measured_ttft_and_itl_match_injected_delays(fake_server: FakeServer) -> None:
@@ -18,18 +21,27 @@ async def test_measured_ttft_and_itl_match_injected_delays(fake_server: FakeServ
     # room for the tens of milliseconds a loaded machine adds to every timer, in server and client alike.
     fake_server.plan = lambda _: Reply(ttft_s=0.50, itl_s=0.20, tokens=6)
     cfg = BenchConfig(url=fake_server.url, concurrency=(4,), num_requests=8, **SMALL)
-    result = await run_bench(cfg)
-    assert result.model == "fake"  # discovered from /v1/models
-    s = result.runs[0].summary
-    assert s["completed"] == 8 and s["errors"] == {}
-    assert 500 <= s["ttft_ms"]["p50"] <= 625
-    assert 190 <= s["itl_ms"]["p50"] <= 275
-    assert s["itl_ms"]["count"] == 8 * 5
-    assert 190 <= s["tpot_ms"]["p50"] <= 275
-    assert 1500 <= s["e2e_ms"]["p50"] <= 1750  # 500 + 5 x 200
-    assert s["usage_reported_ratio"] == 1.0
-    assert s["output_tokens"] == 8 * 6
-    assert s["input_tokens"] == 8 * 8  # usage's prompt_tokens (the server counts words)
+    late = []
+    for _ in range(ATTEMPTS):
+        result = await run_bench(cfg)
+        assert result.model == "fake"  # discovered from /v1/models
+        s = result.runs[0].summary
+        assert s["completed"] == 8 and s["errors"] == {}
+        assert s["itl_ms"]["count"] == 8 * 5
+        assert s["usage_reported_ratio"] == 1.0
+        assert s["output_tokens"] == 8 * 6
+        assert s["input_tokens"] == 8 * 8  # usage's prompt_tokens (the server counts words)
+        p50 = {k: s[k]["p50"] for k in ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms")}
+        assert p50["ttft_ms"] >= 500 and p50["itl_ms"] >= 190 and p50["tpot_ms"] >= 190 and p50["e2e_ms"] >= 1500
+        if (
+            p50["ttft_ms"] <= 625
+            and p50["itl_ms"] <= 275
+            and p50["tpot_ms"] <= 275
+            and p50["e2e_ms"] <= 1750  # 500 + 5 x 200
+        ):
+            return
+        late.append(p50)
+    pytest.fail(f"late in every run: {late}")
 
 
 async def test_errors_are_counted_by_kind(fake_server: FakeServer) -> None:
@@ -82,13 +94,18 @@ async def test_hard_deadline_cancels_and_counts_stragglers(fake_server: FakeServ
 
 async def test_open_loop_paces_requests_at_the_rate(fake_server: FakeServer) -> None:
     cfg = BenchConfig(url=fake_server.url, model="m", rates=(40.0,), num_requests=40, seed=2, **SMALL)
-    run = (await run_bench(cfg)).runs[0]
-    s = run.summary
-    assert s["completed"] == 40
-    sends = sorted(r.send_s for r in run.records)
-    assert 40 / (sends[-1] - sends[0]) == pytest.approx(40.0, rel=0.4)  # Poisson, 40 samples
-    assert s["send_lag_ms"]["p99"] < 50  # the generator kept to its schedule
-    assert s["mean_in_flight"] < 5
+    late = []
+    for _ in range(ATTEMPTS):
+        run = (await run_bench(cfg)).runs[0]
+        s = run.summary
+        assert s["completed"] == 40
+        sends = sorted(r.send_s for r in run.records)
+        rate = 40 / (sends[-1] - sends[0])
+        assert rate < 40 * 1.4  # never faster than the schedule (Poisson, 40 samples)
+        if rate > 40 * 0.6 and s["send_lag_ms"]["p99"] < 50 and s["mean_in_flight"] < 5:
+            return  # the generator kept to its schedule
+        late.append((round(rate, 1), s["send_lag_ms"]["p99"], s["mean_in_flight"]))
+    pytest.fail(f"behind schedule in every run (rate, p99 send lag ms, mean in flight): {late}")
 
 
 async def test_duration_bound_closed_loop_and_sweep(fake_server: FakeServer) -> None:
