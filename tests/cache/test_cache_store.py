@@ -52,8 +52,9 @@ async def test_redis_round_trip_and_ttl(cache_redis_url: str) -> None:
     prefix = f"test-cache:{uuid.uuid4().hex[:8]}"
     # The TTL must outlast put + get on a busy machine; the sleep past it is an upper bound (Redis expires
     # by its own clock, to the millisecond), so the miss after it is certain.
-    cache = RedisResponseCache(cache_redis_url, key_prefix=prefix, ttl_s=1.0)
-    other_replica = RedisResponseCache(cache_redis_url, key_prefix=prefix, ttl_s=1.0)
+    # (timeout_s 5: the round trip is under test, not the 0.1 s default a loaded machine can exceed.)
+    cache = RedisResponseCache(cache_redis_url, key_prefix=prefix, ttl_s=1.0, timeout_s=5.0)
+    other_replica = RedisResponseCache(cache_redis_url, key_prefix=prefix, ttl_s=1.0, timeout_s=5.0)
     try:
         body = b'{"id":"chatcmpl-1","object":"chat.completion","choices":[]}'
         await cache.put("k1", body)
