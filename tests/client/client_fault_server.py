@@ -122,6 +122,12 @@ class FaultServer:
         async def _shutdown() -> None:
             if self._runner is not None:
                 await self._runner.cleanup()
+            # Handlers still sleeping in a long scripted delay (their clients timed out long ago): end them,
+            # so the loop closes without "Task was destroyed but it is pending".
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in others:
+                t.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(_shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
