@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from inferline.config import ConfigError, load_config
+from inferline.errors import StartupError
 
 app = typer.Typer(
     name="inferline",
@@ -60,7 +63,7 @@ def serve(
         overrides["server.port"] = port
     if log_level is not None:
         overrides["server.log_level"] = log_level
-    cfg = _load_or_exit(config, overrides)
+    cfg = _load_or_exit(config, overrides, one_line=True)
     embedded: dict[str, Any] = {
         k: v
         for k, v in {"parallel": parallel, "ctx_per_slot": ctx_per_slot, "threads": threads}.items()
@@ -68,8 +71,13 @@ def serve(
     }
     if embedded:
         cfg = _with_embedded_overrides(cfg, embedded)
-    from inferline.gateway.server import run_gateway
+    import asyncio
 
+    from inferline.gateway.server import configure_logging, run_gateway
+    from inferline.startup import wait_for_engines
+
+    configure_logging(cfg.server.log_level)
+    asyncio.run(wait_for_engines(cfg))  # StartupError: one line, exit 1 (main)
     run_gateway(cfg)
 
 
@@ -132,12 +140,24 @@ def config_docs() -> None:
     typer.echo(render(), nl=False)
 
 
-def _load_or_exit(path: Path | None, overrides: dict[str, Any]) -> Any:
+def _load_or_exit(path: Path | None, overrides: dict[str, Any], one_line: bool = False) -> Any:
     try:
         return load_config(path, overrides)
     except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {_one_line(str(exc), path) if one_line else exc}", err=True)
         raise typer.Exit(1) from None
+
+
+def _one_line(message: str, path: Path | None) -> str:
+    """A multi-problem config error as one line: the first problem, and where to see them all."""
+    head, *problems = [line.strip().removeprefix("- ") for line in message.splitlines() if line.strip()]
+    if not problems:
+        return head
+    source = head.split(": ", 1)[0]
+    if len(problems) == 1:
+        return f"{source}: {problems[0]}"
+    check = f"`inferline config check {path}`" if path else "`inferline config check FILE`"
+    return f"{source}: {len(problems)} problems, the first: {problems[0]}; {check} lists them all"
 
 
 def _with_embedded_overrides(cfg: Any, values: dict[str, Any]) -> Any:
@@ -176,8 +196,23 @@ def _mount_optional() -> None:
 _mount_optional()
 
 
+def _debug_requested(argv: list[str]) -> bool:
+    """--log-level debug on the command line, or INFERLINE_SERVER__LOG_LEVEL=debug."""
+    for i, arg in enumerate(argv):
+        if arg == "--log-level" and i + 1 < len(argv) and argv[i + 1].lower() == "debug":
+            return True
+        if arg.lower() == "--log-level=debug":
+            return True
+    return os.environ.get("INFERLINE_SERVER__LOG_LEVEL", "").lower() == "debug"
+
+
 def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except StartupError as exc:  # a known start-up failure: one line naming the fix, no traceback
+        if _debug_requested(sys.argv[1:]):
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)

@@ -64,13 +64,22 @@ class AiohttpUpstreamResponse:
             raise BackendConnectError(str(exc) or type(exc).__name__) from exc
 
     async def read(self, limit_bytes: int) -> bytes:
+        # StreamReader.read(n) returns what has arrived so far (up to n), not the whole body: read to EOF.
+        # (A single read cut a ~190 KB answer short: "not JSON", a 502; found by schemathesis.)
+        chunks: list[bytes] = []
+        size = 0
         try:
-            body = await self._resp.content.read(limit_bytes + 1)
+            while size <= limit_bytes:
+                chunk = await self._resp.content.read(limit_bytes + 1 - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
             raise BackendConnectError(str(exc) or type(exc).__name__) from exc
-        if len(body) > limit_bytes:
+        if size > limit_bytes:
             raise BackendConnectError(f"engine response larger than {limit_bytes} bytes")
-        return body
+        return b"".join(chunks)
 
     async def finish(self) -> None:
         """After the last event: read the end of the body so the connection goes back to the pool.

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from inferline.backends.pool import BackendPool
 from inferline.cache import create_response_cache
 from inferline.config import InferlineConfig
+from inferline.debug_metrics import register_debug_metrics
 from inferline.errors import GatewayError, MethodNotAllowed, NotFound, error_body, error_headers
 from inferline.limits import Limiter
+from inferline.limits.store_metrics import register_store_metrics
 from inferline.metrics import GatewayMetrics
 from inferline.types import ASGIApp, Receive, Scope, Send
 
@@ -67,7 +69,11 @@ class Gateway:
         self.pool.on_change = self.queues.dispatch_all
         self.supervisor = Supervisor(config.server)
         self.canaries = Canaries(models, metrics)
-        self.cached = CachedAnswers(create_response_cache(config.cache), config.cache, metrics)
+        cache = create_response_cache(config.cache)
+        self.cached = CachedAnswers(cache, config.cache, metrics)
+        # The limit store's and the cache's health (circuit breakers), and the loop's task count (leaks).
+        register_store_metrics(metrics.registry, self.limiter.store, cache)
+        register_debug_metrics(metrics.registry)
         self.pipeline = Pipeline(
             max_body_bytes=config.server.max_body_bytes,
             request_timeout_s=routing.request_timeout_s,
@@ -96,6 +102,7 @@ class Gateway:
             "/backends": _Route(get, ops.backends),
             "/queues": _Route(get, ops.queues),
             "/canaries": _Route(get, ops.canaries),
+            "/openapi.json": _Route(get, ops.openapi),
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -107,7 +114,8 @@ class Gateway:
             if route is None:
                 exc: GatewayError = NotFound(
                     f"no route {scope['method']} {scope['path']}; inferline serves POST /v1/chat/completions, "
-                    "POST /v1/completions, GET /v1/models, /health, /ready, /metrics, /backends, /queues, /canaries"
+                    "POST /v1/completions, GET /v1/models, /health, /ready, /metrics, /backends, /queues, "
+                    "/canaries, /openapi.json"
                 )
                 await _send_error(send, exc, [])
             elif scope["method"] not in route.methods:

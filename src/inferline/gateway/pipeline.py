@@ -16,6 +16,7 @@ import time
 
 from prometheus_client import Gauge
 
+from inferline.cache.flight import Lead
 from inferline.errors import BackendUnavailable, GatewayError, Outcome, ShuttingDown, UpstreamTimeout
 from inferline.limits import Reservation
 from inferline.types import Receive, Scope, Send
@@ -23,7 +24,7 @@ from inferline.types import Receive, Scope, Send
 from .account import Accountant
 from .admit import Admitter
 from .authenticate import Authenticator
-from .cached import CachedAnswers
+from .cached import Answer, CachedAnswers
 from .parse import ClientGone, parse
 from .queue import Queues
 from .relay import Relay, replay, send_error
@@ -81,6 +82,7 @@ class Pipeline:
         principal: Principal | None = None
         reservation: Reservation | None = None
         watch: Watch | None = None
+        lead: Lead | None = None  # this request leads identical ones waiting for its answer (single-flight)
         variant: str | None = None
         outcome, error = Outcome.OK, None
         try:
@@ -91,10 +93,11 @@ class Pipeline:
             watch = self.supervisor.watch(task, delivery, receive)  # a disconnect now cancels us
             self._in_flight[parsed.model].inc()
             cache_key = self.cached.key(parsed, principal)
-            if (hit := await self.cached.lookup(cache_key, parsed)) is not None:
-                delivery.backend, delivery.model = "cache", parsed.model
-                await replay(parsed, hit, delivery, send, [(b"x-inferline-cache", b"hit"), *headers])
+            found = await self.cached.lookup(cache_key, parsed)  # a stored answer, or an identical one in flight
+            if isinstance(found, Answer):
+                await self._replay(parsed, found, delivery, send, headers)
                 return
+            lead = found
             reservation = await self.admit(principal, parsed)  # 429 / 400 / 503 limit store
             headers += reservation.headers()
             async with asyncio.timeout(self._request_timeout_s):
@@ -105,15 +108,14 @@ class Pipeline:
                     # The fallback chain's last step: an identical answer served before, if there is one.
                     if (fallback := await self.cached.fallback(cache_key, parsed)) is None:
                         raise
-                    delivery.backend, delivery.model = "cache", parsed.model
-                    await replay(parsed, fallback, delivery, send, [(b"x-inferline-cache", b"fallback"), *headers])
+                    await self._replay(parsed, fallback, delivery, send, headers)
                     outcome = Outcome.CACHE_FALLBACK
                     return
                 if decision.variant is not None:
                     headers.append((b"x-inferline-variant", decision.variant.encode()))
                 variant = decision.variant
                 await self._serve(parsed, decision, target, delivery, send, headers)
-            await self.cached.store(cache_key, delivery)
+            await self.cached.store(cache_key, delivery, lead)
         except GatewayError as exc:
             outcome, error = exc.outcome, exc
             await self._tell(delivery, send, exc, headers)
@@ -143,6 +145,8 @@ class Pipeline:
             outcome = Outcome.INTERNAL
             await self._tell(delivery, send, error, headers)
         finally:
+            if lead is not None:
+                lead.finish(None)  # no-op once store() shared an answer; else the followers call the engine
             if watch is not None:
                 self.supervisor.forget(watch)
                 self._in_flight[parsed.model].dec()  # type: ignore[union-attr]  # watch implies parsed
@@ -202,6 +206,13 @@ class Pipeline:
                     last.message += f" (tried {delivery.attempts} backends)"
                 raise last
             target = retry
+
+    @staticmethod
+    async def _replay(
+        parsed: ParsedRequest, answer: Answer, delivery: Delivery, send: Send, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        delivery.backend, delivery.model = "cache", parsed.model
+        await replay(parsed, answer.body, delivery, send, [(b"x-inferline-cache", answer.how.encode()), *headers])
 
     async def _tell(
         self, delivery: Delivery, send: Send, exc: GatewayError, headers: list[tuple[bytes, bytes]]
