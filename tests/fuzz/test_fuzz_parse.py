@@ -9,10 +9,10 @@ from typing import Any
 import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from inferline.gateway.values import ParsedRequest
 
 from inferline.errors import GatewayError
 from inferline.gateway.parse import check_context, parse_request
+from inferline.gateway.values import ParsedRequest
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
