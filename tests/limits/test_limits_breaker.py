@@ -19,8 +19,7 @@ from inferline.limits.breaker import BreakerOpen, CircuitState, StoreBreaker
 from inferline.limits.keyring import KeyRing
 from inferline.limits.redis import RedisLimitStore
 from inferline.limits.store_metrics import register_store_metrics
-
-from .conftest import free_port, start_redis, stop_redis
+from support import free_port, start_redis, stop_redis
 
 LIMITS = KeyLimits(requests_per_minute=1000, max_concurrent=100)
 
