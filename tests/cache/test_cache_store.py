@@ -8,7 +8,7 @@ import uuid
 
 from inferline.cache import CacheConfig, MemoryResponseCache, ResponseCache, create_response_cache
 from inferline.cache.redis import RedisResponseCache
-from limits.conftest import free_port
+from support import free_port
 
 
 class FakeClock:

@@ -11,8 +11,7 @@ from redis import asyncio as aioredis
 
 from inferline.limits import Denial, KeyLimits, LimitStoreUnavailable, Reservation
 from inferline.limits.redis import RedisLimitStore
-
-from .conftest import free_port, start_redis, stop_redis
+from support import free_port, start_redis, stop_redis
 
 LIMITS = KeyLimits(requests_per_minute=100, tokens_per_minute=10_000, max_concurrent=10, tokens_per_day=10**6)
 
