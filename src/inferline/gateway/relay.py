@@ -8,6 +8,7 @@ SSE error event, never a clean-looking [DONE].
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from typing import Any
 
 import orjson
@@ -320,7 +321,8 @@ class Relay:
         await self._send(ctx, send, {"type": "http.response.body", "body": b"".join(pending), "more_body": True})
         # Phase 2: the stream is the client's. What one read from the engine brought goes out in one send,
         # and the next read waits for that send: the client's pace is ours (backpressure).
-        observe_itl = mm.itl.observe
+        itls: list[float] = []  # observed once, at the end: one histogram update per request, not per token
+        observe_itl = itls.append
         monotonic_ns = time.monotonic_ns
         batch = rest
         try:
@@ -380,6 +382,8 @@ class Relay:
             raise StreamInterrupted(
                 f"backend {ctx.backend} sent nothing for {self._routing.first_token_timeout_s}s mid-stream"
             ) from None
+        finally:
+            _observe_many(mm.itl, itls)
 
     def _before_first_token(
         self, ctx: RequestContext, parsed: ParsedRequest, batch: list[bytes], pending: list[bytes]
@@ -440,6 +444,22 @@ def _is_plain_token(payload: bytes) -> bool:
         and b'"usage":{' not in payload
         and b'"error"' not in payload
     )
+
+
+def _observe_many(hist: Any, values: list[float]) -> None:
+    """Histogram.observe for every value, in one pass: prometheus_client's observe() takes a lock and
+    walks the buckets per call (~2 µs, once per token otherwise). Same bucket rule (value <= bound)."""
+    if not values:
+        return
+    bounds = hist._upper_bounds
+    counts = [0] * len(bounds)
+    for v in values:
+        counts[bisect_left(bounds, v)] += 1
+    buckets = hist._buckets
+    for i, n in enumerate(counts):
+        if n:
+            buckets[i].inc(n)
+    hist._sum.inc(sum(values))
 
 
 def _load(payload: bytes) -> dict[str, Any] | None:
