@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from inferline.backends.base import BackendConnectError, EngineLoad
+from inferline.backends.base import BackendConnectError, EngineLoad, EventBatch
 from inferline.backends.prom_text import info_labels, sum_by_name
 from inferline.config import BackendConfig, BackendKind, RoutingConfig
 from inferline.net.client import HttpPool, Response
@@ -48,21 +48,11 @@ class HttpUpstreamResponse:
         self._resp = resp
         self.status = resp.status
 
-    async def event_batches(self) -> AsyncIterator[list[bytes]]:
+    def event_batches(self) -> AsyncIterator[list[bytes]]:
         """The `data:` payloads of the SSE events that each network read completed (comments, `event:`
         and blank lines skipped; `\n` or `\r\n` framing). Batched per read so a fast engine's burst of
         tokens costs one await and one send, not one per token; the next read waits for the consumer."""
-        chunks = self._resp.chunks
-        tail = b""
-        while True:
-            data = await chunks()
-            if not data:
-                if tail[:5] == b"data:":
-                    yield [tail[5:].strip()]
-                return
-            batch, tail = split_sse(tail, data)
-            if batch:
-                yield batch
+        return _EventBatches(self._resp)
 
     async def read(self, limit_bytes: int) -> bytes:
         return await self._resp.read(limit_bytes)
@@ -77,6 +67,38 @@ class HttpUpstreamResponse:
     def close(self) -> None:
         # An incomplete response closes its connection: that is what makes the engine abort the request.
         self._resp.close()
+
+
+class _EventBatches:
+    """event_batches() as a plain async iterator: an async generator costs a registration with the
+    loop (a WeakSet) and its own frame machinery per request."""
+
+    __slots__ = ("_chunks", "_done", "_tail")
+
+    def __init__(self, resp: Response) -> None:
+        self._chunks = resp.chunks
+        self._tail = b""
+        self._done = False
+
+    def __aiter__(self) -> _EventBatches:
+        return self
+
+    async def __anext__(self) -> EventBatch:
+        while not self._done:
+            data = await self._chunks()
+            if not data:
+                self._done = True
+                tail = self._tail
+                if tail[:5] == b"data:":
+                    return EventBatch([tail[5:].strip()], tail)
+                break
+            buf = self._tail + data
+            *lines, rest = buf.split(b"\n")
+            self._tail = rest
+            payloads = [line[5:].strip() for line in lines if line[:5] == b"data:"]
+            if payloads:
+                return EventBatch(payloads, buf[: len(buf) - len(rest)])
+        raise StopAsyncIteration
 
 
 class OpenAIHTTPBackend:
