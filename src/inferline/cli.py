@@ -47,6 +47,15 @@ def serve(
         int | None, typer.Option(help="Embedded engine: CPU threads (default: all cores).", min=0)
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug | info | warning | error.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Gateway processes sharing the port (SO_REUSEPORT; overrides server.workers; default 1). About one "
+            "per free core; needs external engines (not the embedded one) and Redis for limits.",
+            min=1,
+            max=64,
+        ),
+    ] = None,
 ) -> None:
     """Run the gateway (and, with no config, the embedded llama.cpp engine serving SmolLM2).
 
@@ -60,6 +69,8 @@ def serve(
         overrides["server.port"] = port
     if log_level is not None:
         overrides["server.log_level"] = log_level
+    if workers is not None:
+        overrides["server.workers"] = workers
     cfg = _load_or_exit(config, overrides)
     embedded: dict[str, Any] = {
         k: v

@@ -38,6 +38,9 @@ class BackendState:
     last_error: str = ""
     # Every backend of the same model (this one included): ejection never leaves a model with none.
     siblings: list[BackendState] = field(default_factory=list, repr=False)
+    # (this process's index, number of gateway worker processes): with several, each holds only its slice
+    # of the engine's slots and KV budget (admit.has_room), so together they admit what one process would.
+    worker: tuple[int, int] = (0, 1)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property

@@ -19,6 +19,16 @@ def has_room(state: BackendState, now: float, max_age_s: float, kv_tokens: int =
         return False  # one trial request at a time until the breaker closes again
     backend = state.backend
     seqs = backend.max_num_seqs
+    kv_ratio = backend.kv_admit_ratio
+    index, workers = state.worker
+    if workers > 1:
+        # One of several gateway processes (server.workers): this one holds its own slice of the engine's
+        # slots (they add up to max_num_seqs) and of its KV budget, so together they never admit more than
+        # one process would. The engine's own counts below stay global: they see every worker's requests.
+        quota = max(1, seqs // workers + (index < seqs % workers))
+        if state.in_flight >= quota:
+            return False
+        kv_ratio = kv_ratio * quota / max(1, seqs)
     if backend.kind is BackendKind.OPENAI:
         return state.in_flight < seqs
     load = state.fresh_load(now, max_age_s)
@@ -27,7 +37,7 @@ def has_room(state: BackendState, now: float, max_age_s: float, kv_tokens: int =
     if load.kv_cache_usage_ratio is not None and load.kv_cache_usage_ratio >= backend.kv_admit_ratio:
         return False
     capacity = backend.kv_capacity_tokens
-    if capacity and state.in_flight and (state.reserved_kv_tokens + kv_tokens) > backend.kv_admit_ratio * capacity:
+    if capacity and state.in_flight and (state.reserved_kv_tokens + kv_tokens) > kv_ratio * capacity:
         # Our own requests, at their full prompt + output, would push the cache past the threshold: the
         # engine's gauge only shows what they hold now, not what they will grow to. (An idle engine always
         # takes one request, so an oversized one is never starved.)

@@ -6,16 +6,20 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import resource
 import signal
 import socket
 import sys
+from collections.abc import Callable
 
 from inferline.config import InferlineConfig
 from inferline.logs import configure_logging
 from inferline.net.server import HttpServer, Limits, bind_socket
+from inferline.types import ASGIApp, Receive, Scope, Send
 
 from .app import build_app
+from .workers import MetricsShare
 
 log = logging.getLogger("inferline.gateway")
 
@@ -32,24 +36,28 @@ def limits_of(config: InferlineConfig) -> Limits:
     )
 
 
-def listen(config: InferlineConfig, reuse_port: bool = False) -> socket.socket:
+def listen_error(exc: OSError, config: InferlineConfig) -> str:
+    """Why the listening socket could not be made, naming the fix."""
+    host, port = config.server.host, config.server.port
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"port {port} is already in use on {host} (another `inferline serve`, or another program); "
+            "stop it or choose a free port with --port N (or server.port in the config)"
+        )
+    if exc.errno == errno.EACCES:
+        return f"no permission to listen on port {port}; use a port above 1023 with --port N"
+    if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or isinstance(exc, socket.gaierror):
+        return f"{host!r} is not an address of this machine; use --host 127.0.0.1, 0.0.0.0 or a local address"
+    return exc.strerror or str(exc)
+
+
+def listen(config: InferlineConfig) -> socket.socket:
     """The listening socket, or one clear line naming the fix and exit 1 (no traceback)."""
     host, port = config.server.host, config.server.port
     try:
-        return bind_socket(host, port, send_buffer_bytes=config.server.send_buffer_bytes, reuse_port=reuse_port)
+        return bind_socket(host, port, send_buffer_bytes=config.server.send_buffer_bytes)
     except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            why = (
-                f"port {port} is already in use on {host} (another `inferline serve`, or another program); "
-                "stop it or choose a free port with --port N (or server.port in the config)"
-            )
-        elif exc.errno == errno.EACCES:
-            why = f"no permission to listen on port {port}; use a port above 1023 with --port N"
-        elif exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or isinstance(exc, socket.gaierror):
-            why = f"{host!r} is not an address of this machine; use --host 127.0.0.1, 0.0.0.0 or a local address"
-        else:
-            why = exc.strerror or str(exc)
-        print(f"inferline: cannot listen on {host}:{port}: {why}", file=sys.stderr, flush=True)
+        print(f"inferline: cannot listen on {host}:{port}: {listen_error(exc, config)}", file=sys.stderr, flush=True)
         sys.exit(1)
 
 
@@ -81,33 +89,58 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 def run_gateway(config: InferlineConfig) -> None:
     configure_logging(config.server.log_level)
+    if config.server.workers > 1:
+        from .workers import run_workers
+
+        sys.exit(run_workers(config))
     sock = listen(config)
     sys.exit(serve_socket(config, sock))
 
 
-def serve_socket(config: InferlineConfig, sock: socket.socket, worker: str = "") -> int:
+def serve_socket(
+    config: InferlineConfig,
+    sock: socket.socket,
+    worker: tuple[int, int] = (0, 1),
+    metrics_dir: str | None = None,
+    on_ready: Callable[[], object] | None = None,
+) -> int:
     """Serve the gateway on an already listening socket until SIGTERM/SIGINT; the exit code."""
     raise_open_file_limit(config.server.max_connections + 1024)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(_serve(config, sock, worker))
+        return loop.run_until_complete(_serve(config, sock, worker, metrics_dir, on_ready))
     finally:
         loop.close()
 
 
-async def _serve(config: InferlineConfig, sock: socket.socket, worker: str) -> int:
+async def _serve(
+    config: InferlineConfig,
+    sock: socket.socket,
+    worker: tuple[int, int],
+    metrics_dir: str | None,
+    on_ready: Callable[[], object] | None,
+) -> int:
     gateway, app = build_app(config)
+    index, workers = worker
+    if workers > 1:
+        for state in gateway.pool.states:
+            state.worker = worker
+    share: MetricsShare | None = None
+    if metrics_dir is not None:
+        share = MetricsShare(metrics_dir, index, gateway.metrics.registry)
+        app = _metrics_of_all_workers(app, share)
     server = HttpServer(app, limits_of(config), access_log=config.server.access_log)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = 0
+    who = f" (worker {index + 1}/{workers}, pid {os.getpid()})" if workers > 1 else ""
 
     def on_signal(signum: int) -> None:
         nonlocal signals
         signals += 1
         if signals == 1:
-            log.info("%s: draining (a second signal stops at once)", signal.Signals(signum).name)
+            log.info("%s: draining%s (a second signal stops at once)", signal.Signals(signum).name, who)
             gateway.begin_drain()
             server.begin_drain()
             stop.set()
@@ -120,13 +153,16 @@ async def _serve(config: InferlineConfig, sock: socket.socket, worker: str) -> i
     try:
         await server.startup()
     except RuntimeError as exc:
-        log.error("start-up failed: %s", exc)
+        log.error("start-up failed%s: %s", who, exc)
         return 1
     await server.serve(sock)
+    snapshots = loop.create_task(share.run()) if share is not None else None
     host, port = config.server.host, sock.getsockname()[1]
     models = ", ".join(m.name for m in config.models)
-    log.info("serving %s on http://%s:%d/v1%s (metrics on /metrics, readiness on /ready)", models, host, port, worker)
-    if not worker:
+    log.info("serving %s on http://%s:%d/v1%s (metrics on /metrics, readiness on /ready)", models, host, port, who)
+    if on_ready is not None:
+        on_ready()
+    elif workers == 1:
         print(f"inferline: ready on http://{host}:{port}/v1", file=sys.stderr, flush=True)
     await stop.wait()
     drained = await server.wait_drained(config.server.shutdown_grace_s + _DRAIN_EXTRA_S)
@@ -134,4 +170,24 @@ async def _serve(config: InferlineConfig, sock: socket.socket, worker: str) -> i
         log.warning("connections still open after the grace period were closed")
     await server.close()
     await server.shutdown()
+    if snapshots is not None:
+        snapshots.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await snapshots
     return 0
+
+
+def _metrics_of_all_workers(app: ASGIApp, share: MetricsShare) -> ASGIApp:
+    """GET /metrics answered for every worker: this one's registry now, the others' latest snapshots."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    headers = [(b"content-type", CONTENT_TYPE_LATEST.encode())]
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/metrics" and scope["method"] == "GET":
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": share.exposition()})
+            return
+        await app(scope, receive, send)
+
+    return wrapped
