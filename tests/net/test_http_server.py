@@ -85,12 +85,12 @@ async def serving(limits: Limits | None = None, send_buffer: int = 0) -> AsyncIt
         await server.shutdown()
 
 
-async def raw(port: int, data: bytes, read_until_close: bool = True, timeout: float = 10) -> bytes:
+async def raw(port: int, data: bytes, read_until_close: bool = True, wait_s: float = 10) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(data)
     await writer.drain()
     try:
-        out = await asyncio.wait_for(reader.read(), timeout) if read_until_close else b""
+        out = await asyncio.wait_for(reader.read(), wait_s) if read_until_close else b""
     finally:
         writer.close()
     return out
@@ -105,6 +105,7 @@ async def test_lifespan_keepalive_and_framing() -> None:
         r2 = await c.get("/stream")  # same connection (keep-alive), chunked
         assert r2.text == "part0\npart1\npart2\n"
         assert r2.headers["transfer-encoding"] == "chunked"
+
         async def parts() -> AsyncIterator[bytes]:
             for _ in range(1000):
                 yield b"ab"
@@ -174,7 +175,7 @@ async def test_send_blocks_when_the_client_stops_reading() -> None:
 
 async def test_disconnect_reaches_the_app() -> None:
     async with serving() as (_, port):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"POST /wait-disconnect HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
         for _ in range(200):
             if EVENTS.get("waiting"):
@@ -237,7 +238,7 @@ async def test_connections_beyond_the_cap_get_503_with_retry_after() -> None:
 async def test_drain_closes_idle_connections_and_finishes_busy_ones() -> None:
     async with serving() as (server, port):
         idle_r, idle_w = await asyncio.open_connection("127.0.0.1", port)
-        busy_r, busy_w = await asyncio.open_connection("127.0.0.1", port)
+        _, busy_w = await asyncio.open_connection("127.0.0.1", port)
         busy_w.write(b"POST /wait-disconnect HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
         await asyncio.sleep(0.2)
         server.begin_drain()
@@ -269,5 +270,3 @@ async def test_message_types_are_checked() -> None:
     await server.close()
     assert "before http.response.start" in str(seen["exc"])
     assert out.startswith(b"HTTP/1.1 500")
-
-

@@ -38,9 +38,19 @@ def _chunk(rng: random.Random) -> bytes:
 
 
 def _framing(rng: random.Random, payload: bytes) -> bytes:
-    return rng.choice(
-        [b"data: %s\n\n", b"data: %s\n\n", b"data: %s\n\n", b"data:%s\n\n", b"data: %s\r\n\r\n", b": c\ndata: %s\n\n"]
-    ) % payload
+    return (
+        rng.choice(
+            [
+                b"data: %s\n\n",
+                b"data: %s\n\n",
+                b"data: %s\n\n",
+                b"data:%s\n\n",
+                b"data: %s\r\n\r\n",
+                b": c\ndata: %s\n\n",
+            ]
+        )
+        % payload
+    )
 
 
 def test_fast_path_only_where_the_event_path_agrees() -> None:

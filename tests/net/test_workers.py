@@ -57,8 +57,8 @@ def test_configs_that_cannot_run_in_several_workers_are_named() -> None:
 
 
 def test_metrics_of_workers_merge() -> None:
-    a = "# HELP x_total c\n# TYPE x_total counter\nx_total{m=\"a\"} 2.0\n# HELP g d\n# TYPE g gauge\ng 1.0\n"
-    b = "# HELP x_total c\n# TYPE x_total counter\nx_total{m=\"a\"} 3.0\n# HELP g d\n# TYPE g gauge\ng 4.0\n"
+    a = '# HELP x_total c\n# TYPE x_total counter\nx_total{m="a"} 2.0\n# HELP g d\n# TYPE g gauge\ng 1.0\n'
+    b = '# HELP x_total c\n# TYPE x_total counter\nx_total{m="a"} 3.0\n# HELP g d\n# TYPE g gauge\ng 4.0\n'
     text = merge_expositions({"1": a, "2": b}).decode()
     assert 'x_total{m="a"} 5.0' in text
     assert 'g{worker="1"} 1.0' in text and 'g{worker="2"} 4.0' in text
