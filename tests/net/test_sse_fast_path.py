@@ -9,7 +9,7 @@ import orjson
 
 from inferline.backends.base import EventBatch
 from inferline.backends.openai_http import split_sse
-from inferline.gateway.relay import _after, _all_plain_tokens, _is_plain_token
+from inferline.gateway.relay import _after, _is_plain_token, _plain_prefix
 
 
 def _chunk(rng: random.Random) -> bytes:
@@ -64,11 +64,23 @@ def test_fast_path_only_where_the_event_path_agrees() -> None:
             raw = b"".join(_framing(rng, p) for p in payloads)
         batch, rest = split_sse(b"", raw)
         assert rest == b""
-        if _all_plain_tokens(raw, len(batch)):
-            accepted += 1
-            assert all(_is_plain_token(p) for p in batch)
-            assert raw == b"".join(b"data: " + p + b"\n\n" for p in batch)
-    assert accepted > 1000  # the common case does take the fast path
+        k, prefix = _plain_prefix(raw, len(batch))
+        if k:
+            accepted += k
+            assert all(_is_plain_token(p) for p in batch[:k])
+            assert prefix == b"".join(b"data: " + p + b"\n\n" for p in batch[:k])
+            assert raw.startswith(prefix)
+    assert accepted > 5000  # the common case does take the fast path
+
+
+def test_a_typical_last_read_forwards_its_tokens_and_parses_only_the_end() -> None:
+    tok = b'{"choices":[{"index":0,"delta":{"content":" a"},"finish_reason":null}]}'
+    fin = b'{"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}'
+    usage = b'{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":16}}'
+    events = [tok] * 14 + [fin, usage, b"[DONE]"]
+    raw = b"".join(b"data: " + e + b"\n\n" for e in events)
+    k, prefix = _plain_prefix(raw, len(events))
+    assert k == 14 and prefix == b"data: " + tok + b"\n\n" * 1 + (b"data: " + tok + b"\n\n") * 13
 
 
 def test_after_keeps_the_raw_bytes_of_the_remaining_events() -> None:
@@ -79,3 +91,19 @@ def test_after_keeps_the_raw_bytes_of_the_remaining_events() -> None:
     assert getattr(rest, "raw", None) == b"data: " + events[2] + b"\n\ndata: " + events[3] + b"\n\n"
     odd = b": comment\n" + raw
     assert getattr(_after(EventBatch(list(events), odd), 2), "raw", None) is None  # no slicing then
+
+
+def test_observe_many_fills_the_histogram_as_observe_does() -> None:
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from inferline.gateway.relay import _observe_many
+
+    rng = random.Random(3)
+    values = [rng.choice([0.0, 0.0, 0.0005, 0.001, 0.01, 0.5, 1.0, 2.0]) for _ in range(1000)]
+    regs = CollectorRegistry(), CollectorRegistry()
+    one, many = (Histogram("itl", "itl", ["m"], buckets=(0.001, 0.01, 0.1, 1.0), registry=r).labels("a") for r in regs)
+    for v in values:
+        one.observe(v)
+    _observe_many(many, values)
+    texts = [[ln for ln in generate_latest(r).decode().splitlines() if "_created" not in ln] for r in regs]
+    assert texts[0] == texts[1]

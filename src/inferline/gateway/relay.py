@@ -330,16 +330,19 @@ class Relay:
             while True:
                 now = monotonic_ns()
                 raw: bytes | None = getattr(batch, "raw", None)
-                if raw is not None and _all_plain_tokens(raw, len(batch)):
-                    # The common case for a whole read, decided by a few scans of its bytes: content deltas
-                    # only, in the exact `data: {...}\n\n` framing we would write. Forwarded as they came.
-                    observe_itl((now - ctx.last_token_ns) / 1e9)
-                    if len(batch) > 1:
-                        itls.extend([0.0] * (len(batch) - 1))
-                    ctx.last_token_ns = now
-                    ctx.content_chunks += len(batch)
-                    out.append(raw)
-                    batch = _NONE
+                if raw is not None:
+                    # The common case, decided by a few scans of the read's bytes: its leading events are
+                    # content deltas only, in the exact `data: {...}\n\n` framing we would write. They are
+                    # forwarded as they came; the rest of the read (finish, usage, [DONE]) goes event by event.
+                    k, prefix = _plain_prefix(raw, len(batch))
+                    if k:
+                        observe_itl((now - ctx.last_token_ns) / 1e9)
+                        if k > 1:
+                            itls.extend([0.0] * (k - 1))
+                        ctx.last_token_ns = now
+                        ctx.content_chunks += k
+                        out.append(prefix)
+                        batch = batch[k:]
                 for payload in batch:
                     if _is_plain_token(payload):
                         # The common case, decided without parsing: a content delta, no finish, no usage.
@@ -458,9 +461,6 @@ def _is_plain_token(payload: bytes) -> bool:
     )
 
 
-_NONE: list[bytes] = []
-
-
 def _strict_framing(raw: bytes, n: int) -> bool:
     """`raw` is exactly n events `data: X\n\n`, X one line: then the payloads are the X, and raw is what the
     relay would write for them. (Newlines only in n `\n\n` pairs, n `data: ` prefixes, one per line.)"""
@@ -473,21 +473,36 @@ def _strict_framing(raw: bytes, n: int) -> bool:
     )
 
 
-def _all_plain_tokens(raw: bytes, n: int) -> bool:
-    """Every one of the n events in `raw` is what _is_plain_token accepts: one choice with non-empty
-    content or text, finish_reason null, no usage, no error. The byte patterns cannot occur inside JSON
-    string values (quotes are escaped there), so counting them over the whole read counts fields."""
-    return (
-        _strict_framing(raw, n)
-        and raw.count(b'"finish_reason":null') == n
-        and raw.count(b'"finish_reason":') == n
-        and raw.count(b'"index":') == n
-        and raw.count(b'"content":"') + raw.count(b'"text":"') == n
-        and b'"content":""' not in raw
-        and b'"text":""' not in raw
-        and b'"usage":{' not in raw
-        and b'"error"' not in raw
-    )
+# Bytes that only a non-plain event holds: the relay must parse it (finish, usage, error, empty delta, end).
+_NOT_PLAIN = (b'"finish_reason":"', b'"usage":{', b'"error"', b'"content":""', b'"text":""', b"data: [DONE]")
+
+
+def _plain_prefix(raw: bytes, n: int) -> tuple[int, bytes]:
+    """(k, bytes of the first k events) where those k events of the n in `raw` are each what
+    _is_plain_token accepts: one choice with non-empty content or text, finish_reason null, no usage, no
+    error. The byte patterns cannot occur inside JSON string values (quotes are escaped there), so
+    counting them over the prefix counts fields. (0, b"") when the framing is not the exact one."""
+    if not _strict_framing(raw, n):
+        return 0, b""
+    cut = len(raw)
+    for marker in _NOT_PLAIN:
+        i = raw.find(marker, 0, cut)
+        if i != -1:
+            cut = i
+    if cut < len(raw):
+        cut = raw.rfind(b"data: ", 0, cut)  # the start of the first event that needs parsing
+        if cut <= 0:
+            return 0, b""
+    prefix = raw[:cut] if cut < len(raw) else raw
+    k = prefix.count(b"data: ")
+    if (
+        prefix.count(b'"finish_reason":null') == k
+        and prefix.count(b'"finish_reason":') == k
+        and prefix.count(b'"index":') == k
+        and prefix.count(b'"content":"') + prefix.count(b'"text":"') == k
+    ):
+        return k, prefix
+    return 0, b""
 
 
 def _after(batch: list[bytes], k: int) -> list[bytes]:
@@ -509,8 +524,13 @@ def _observe_many(hist: Any, values: list[float]) -> None:
         return
     bounds = hist._upper_bounds
     counts = [0] * len(bounds)
-    for v in values:
-        counts[bisect_left(bounds, v)] += 1
+    zeros = values.count(0.0)  # every token of a read after its first: all in the lowest bucket
+    if zeros:
+        counts[bisect_left(bounds, 0.0)] = zeros
+    if zeros < len(values):
+        for v in values:
+            if v:
+                counts[bisect_left(bounds, v)] += 1
     buckets = hist._buckets
     for i, n in enumerate(counts):
         if n:

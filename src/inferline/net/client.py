@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httptools
@@ -80,7 +81,7 @@ class Response:
     def _take(self) -> bytes:
         pieces = self._pieces
         data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-        self._pieces = []
+        pieces.clear()  # in place: the connection appends to this list
         self._size = 0
         self._conn.resume()
         return data
@@ -135,6 +136,7 @@ class _Conn(asyncio.Protocol):
     """One connection to the engine; carries one request at a time."""
 
     __slots__ = (
+        "append",
         "closed",
         "idle_since",
         "keep_alive",
@@ -155,6 +157,7 @@ class _Conn(asyncio.Protocol):
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = httptools.HttpResponseParser(self)
         self.resp: Response | None = None
+        self.append: Callable[[bytes], None] = _drop
         self.closed = False
         self.keep_alive = True
         self.paused = False
@@ -179,6 +182,7 @@ class _Conn(asyncio.Protocol):
             resp._fail(BackendConnectError(f"malformed HTTP response from the engine: {exc}"))
             self.transport.abort()
             return
+        resp._size += len(data)  # unread bytes, framing included: a bound, counted once per read
         if resp._size > _READ_HIGH_WATER and not self.paused:
             self.paused = True
             self.transport.pause_reading()
@@ -203,10 +207,7 @@ class _Conn(asyncio.Protocol):
             resp.head_done = True
 
     def on_body(self, body: bytes) -> None:
-        resp = self.resp
-        if resp is not None:
-            resp._pieces.append(body)
-            resp._size += len(body)
+        self.append(body)  # the current response's pieces (bound per request: one call per chunk)
 
     def on_message_complete(self) -> None:
         self.keep_alive = self.parser.should_keep_alive()
@@ -224,6 +225,7 @@ class _Conn(asyncio.Protocol):
         if self.resp is not resp:
             return
         self.resp = None
+        self.append = _drop
         if self.keep_alive and not self.closed and not self.paused:
             self.pool._idle_put(self)
         else:
@@ -233,6 +235,7 @@ class _Conn(asyncio.Protocol):
         if self.resp is not resp:
             return
         self.resp = None
+        self.append = _drop
         self.closed = True
         self.transport.close()
 
@@ -301,6 +304,7 @@ class HttpPool:
     async def _exchange(self, conn: _Conn, data: bytes) -> Response:
         resp = Response(conn)
         conn.resp = resp
+        conn.append = resp._pieces.append
         conn.used += 1
         conn.last_io = self.loop.time()
         self._busy.add(conn)
@@ -391,6 +395,10 @@ class HttpPool:
             conn.transport.close()
         self._idle.clear()
         self._busy.clear()
+
+
+def _drop(body: bytes) -> None:
+    """on_body with no response waiting for it (cannot happen once a request is written)."""
 
 
 class _Stale(Exception):
