@@ -62,6 +62,13 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         EVENTS["waiting"] = True
         m = await receive()  # blocks until the client leaves
         EVENTS["disconnect"] = m["type"]
+    elif path == "/on-disconnect":
+        await receive()
+        gone = asyncio.Event()
+        scope["extensions"]["inferline.on_disconnect"](gone.set)
+        EVENTS["waiting"] = True
+        await gone.wait()
+        EVENTS["callback"] = True
     elif path == "/boom":
         raise RuntimeError("bug")
     else:
@@ -187,6 +194,22 @@ async def test_disconnect_reaches_the_app() -> None:
                 break
             await asyncio.sleep(0.01)
     assert EVENTS["disconnect"] == "http.disconnect"
+
+
+async def test_the_on_disconnect_extension_calls_back_when_the_client_leaves() -> None:
+    async with serving() as (_, port):
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /on-disconnect HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+        for _ in range(200):
+            if EVENTS.get("waiting"):
+                break
+            await asyncio.sleep(0.01)
+        writer.close()
+        for _ in range(500):
+            if "callback" in EVENTS:
+                break
+            await asyncio.sleep(0.01)
+    assert EVENTS.get("callback")
 
 
 async def test_headers_not_finished_in_time_get_408_and_close() -> None:

@@ -10,7 +10,9 @@ keeps the ASGI contract the gateway relies on and does less per message:
 - `send()` awaits only while the transport's write buffer is above its high-water mark (backpressure:
   a client that stops reading stops the relay, and through it the engine read);
 - `receive()` returns the body, then `http.disconnect` when the client goes away (or once the response
-  is complete, as uvicorn does), which is how the app cancels work for a client that left;
+  is complete, as uvicorn does), which is how the app cancels work for a client that left; the
+  `inferline.on_disconnect` extension (`scope["extensions"]`) takes a callback instead, for an app that
+  would rather not keep a task waiting in receive() per request;
 - keep-alive, pipelined requests (answered in order), chunked responses, Content-Length, HEAD,
   `Expect: 100-continue`, and ASGI lifespan.
 
@@ -31,6 +33,7 @@ import logging
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -98,6 +101,7 @@ class _Cycle:
         "head",
         "keep_alive",
         "more_body",
+        "on_gone",
         "scope",
         "status",
         "task",
@@ -120,6 +124,30 @@ class _Cycle:
         self.complete = False  # the response is complete
         self.disconnected = False
         self.task: asyncio.Task[None] | None = None
+        self.on_gone: list[Callable[[], object]] | None = None
+
+    def on_disconnect(self, callback: Callable[[], object]) -> None:
+        """The `inferline.on_disconnect` ASGI extension: call `callback()` once if the client leaves before
+        the response is complete, so an app can cancel its work without a task waiting in receive()."""
+        if self.disconnected and not self.complete:
+            self.conn.loop.call_soon(callback)
+        elif self.on_gone is None:
+            self.on_gone = [callback]
+        else:
+            self.on_gone.append(callback)
+
+    def gone(self) -> None:
+        """The client left (or its body timed out): receive() answers http.disconnect, callbacks run."""
+        if self.disconnected or self.complete:
+            return
+        self.disconnected = True
+        self.wake()
+        callbacks, self.on_gone = self.on_gone, None
+        for cb in callbacks or ():
+            try:
+                cb()
+            except Exception:
+                log.exception("on_disconnect callback failed")
 
     def wake(self) -> None:
         w = self.waiter
@@ -336,9 +364,8 @@ class _Conn(asyncio.Protocol):
         if self.parsing is not None and self.parsing not in cycles:
             cycles.append(self.parsing)
         for c in cycles:
-            if c is not None and not c.complete:
-                c.disconnected = True
-                c.wake()
+            if c is not None:
+                c.gone()
         self.pipeline.clear()
         self._release_drainers()
 
@@ -398,6 +425,7 @@ class _Conn(asyncio.Protocol):
             "headers": self.headers,
         }
         cycle = _Cycle(self, scope, parser.should_keep_alive() and not server.draining, self.expect_continue)
+        scope["extensions"] = {"inferline.on_disconnect": cycle.on_disconnect}
         self.parsing = cycle
         if self.phase == _HEAD:
             self.phase = _BODY
@@ -504,8 +532,7 @@ class _Conn(asyncio.Protocol):
         why = _WHY[self.phase]
         if self.phase == _BODY:
             if self.parsing is not None:
-                self.parsing.disconnected = True  # the app's receive() answers http.disconnect
-                self.parsing.wake()
+                self.parsing.gone()  # the app's receive() answers http.disconnect
             self.write_and_close(self.server.timeout_408("body"))
         elif self.phase == _HEAD and self.seen_bytes:
             self.write_and_close(self.server.timeout_408("headers"))
