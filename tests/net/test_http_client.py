@@ -252,3 +252,16 @@ async def test_a_fresh_connection_closed_without_answer_is_an_error_not_a_loop()
         with pytest.raises(BackendConnectError):
             await pool.request("POST", "/", b"{}")
         assert script.connections == 1
+
+
+async def test_a_body_that_ends_with_the_connection_is_complete() -> None:
+    async def http10(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Script) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end")
+
+    async with engine(http10) as (pool, script):
+        resp = await pool.request("GET", "/health")
+        assert await resp.read(1000) == b"until the end"
+        resp.close()
+        (await pool.request("GET", "/health")).close()
+        assert script.connections == 2  # not kept alive

@@ -41,13 +41,14 @@ _READ_HIGH_WATER = 64 * 1024  # unread body bytes held per response before the c
 class Response:
     """An engine's answer whose head has arrived; the body is read only when asked for."""
 
-    __slots__ = ("_conn", "_exc", "_pieces", "_size", "_waiter", "complete", "head_done", "status")
+    __slots__ = ("_conn", "_exc", "_pieces", "_size", "_waiter", "complete", "eof_ends", "head_done", "status")
 
     def __init__(self, conn: _Conn) -> None:
         self._conn = conn
         self.status = 0
         self.head_done = False
         self.complete = False  # the whole body has arrived
+        self.eof_ends = False  # no keep-alive: the body may be delimited by the connection's end
         self._pieces: list[bytes] = []
         self._size = 0
         self._exc: BaseException | None = None
@@ -192,7 +193,12 @@ class _Conn(asyncio.Protocol):
         self.closed = True
         self.pool._idle_discard(self)
         resp = self.resp
-        if resp is not None and not resp.complete:
+        if resp is not None and not resp.complete and resp.head_done and resp.eof_ends and exc is None:
+            # A body without length or chunking ends with the connection (HTTP/1.0 style). A truncated
+            # one that had a length is caught by its reader: a stream without [DONE], JSON that is cut.
+            resp.complete = True
+            resp._wake()
+        elif resp is not None and not resp.complete:
             if resp.head_done:
                 why = "the engine closed the connection mid-response"
             else:
@@ -204,6 +210,7 @@ class _Conn(asyncio.Protocol):
         resp = self.resp
         if resp is not None:
             resp.status = self.parser.get_status_code()
+            resp.eof_ends = not self.parser.should_keep_alive()
             resp.head_done = True
 
     def on_body(self, body: bytes) -> None:
