@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import os
 import resource
@@ -24,6 +25,7 @@ from .workers import MetricsShare
 log = logging.getLogger("inferline.gateway")
 
 _DRAIN_EXTRA_S = 5.0  # after the grace period, the app's error events need a moment to go out
+_GC_THRESHOLDS = (20_000, 50, 100)  # CPython's defaults: (700, 10, 10)
 
 
 def limits_of(config: InferlineConfig) -> Limits:
@@ -156,6 +158,7 @@ async def _serve(
         log.error("start-up failed%s: %s", who, exc)
         return 1
     await server.serve(sock)
+    _tune_gc()
     snapshots = loop.create_task(share.run()) if share is not None else None
     host, port = config.server.host, sock.getsockname()[1]
     models = ", ".join(m.name for m in config.models)
@@ -175,6 +178,19 @@ async def _serve(
         with contextlib.suppress(asyncio.CancelledError):
             await snapshots
     return 0
+
+
+def _tune_gc() -> None:
+    """Keep the cyclic garbage collector off the request path.
+
+    Measured at saturation (streamed requests, instant engine): collections took ~0.1 ms per request,
+    a quarter of the gateway's CPU, most of it generation-2 passes re-scanning the ~70,000 objects that
+    live as long as the process (modules, config, schemas, metrics). Requests themselves leave little
+    cyclic garbage: reference counting frees them. So the start-up objects are frozen (never scanned
+    again) and young collections run less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*_GC_THRESHOLDS)
 
 
 def _metrics_of_all_workers(app: ASGIApp, share: MetricsShare) -> ASGIApp:

@@ -174,6 +174,11 @@ class _Cycle:
                     log.error("the app returned without a response to %s %s", self.scope["method"], self.scope["path"])
                     conn.write_and_close(_error(500, "server_error", "internal_error", "no response"))
                 conn.abort_cycle(self)
+        finally:
+            # The scope holds our bound on_disconnect and we hold the scope: a reference cycle per request
+            # that only the cyclic GC could free (measured: GC was a quarter of the gateway's CPU). Cut it.
+            self.on_gone = None
+            self.scope.pop("extensions", None)
 
     # -- ASGI receive ---------------------------------------------------------------------------
     async def receive(self) -> Message:
