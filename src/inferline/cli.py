@@ -50,6 +50,15 @@ def serve(
         int | None, typer.Option(help="Embedded engine: CPU threads (default: all cores).", min=0)
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug | info | warning | error.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Gateway processes sharing the port (SO_REUSEPORT; overrides server.workers; default 1). About one "
+            "per free core; needs external engines (not the embedded one) and Redis for limits.",
+            min=1,
+            max=64,
+        ),
+    ] = None,
 ) -> None:
     """Run the gateway (and, with no config, the embedded llama.cpp engine serving SmolLM2).
 
@@ -63,6 +72,8 @@ def serve(
         overrides["server.port"] = port
     if log_level is not None:
         overrides["server.log_level"] = log_level
+    if workers is not None:
+        overrides["server.workers"] = workers
     cfg = _load_or_exit(config, overrides, one_line=True)
     embedded: dict[str, Any] = {
         k: v
@@ -73,10 +84,12 @@ def serve(
         cfg = _with_embedded_overrides(cfg, embedded)
     import asyncio
 
-    from inferline.gateway.server import configure_logging, run_gateway
+    from inferline.gateway.server import check_port, run_gateway
+    from inferline.logs import configure_logging
     from inferline.startup import wait_for_engines
 
     configure_logging(cfg.server.log_level)
+    check_port(cfg)  # a taken port fails at once, not after waiting for the engines
     asyncio.run(wait_for_engines(cfg))  # StartupError: one line, exit 1 (main)
     run_gateway(cfg)
 

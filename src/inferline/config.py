@@ -56,6 +56,10 @@ CLIENT_STALL_TIMEOUT_S = 30.0
 # clear error (a typo in a URL should not look like a running gateway). Long enough for an engine started
 # alongside to bind its port; a vLLM that loads a large model for minutes needs more, or 0 (no wait).
 ENGINE_WAIT_S = 60.0
+HEADER_TIMEOUT_S = 10.0
+BODY_TIMEOUT_S = 60.0
+KEEPALIVE_TIMEOUT_S = 30.0
+MAX_CONNECTIONS = 4096
 REQUEST_TIMEOUT_S = 600.0
 FIRST_TOKEN_TIMEOUT_S = 120.0
 CONNECT_TIMEOUT_S = 5.0
@@ -364,8 +368,46 @@ class ServerConfig(_Section):
         "the model, the URLs and the fix. 0: start without checking (engines started later by an "
         "orchestrator; requests get 503 no_backend until one answers).",
     )
+    header_timeout_s: float = Field(
+        HEADER_TIMEOUT_S,
+        gt=0,
+        description="A request's headers must arrive within this long (from the connection, or from the first byte "
+        "on a keep-alive connection); else 408 and close. Bounds slowloris-style clients that hold connections with "
+        "half-sent headers; real clients send headers in one packet.",
+    )
+    body_timeout_s: float = Field(
+        BODY_TIMEOUT_S,
+        gt=0,
+        description="A request's body must arrive within this long of its headers; else 408 and close. Long enough "
+        "for the largest allowed body (max_body_bytes) over a slow link; a client trickling its body holds a "
+        "connection no longer than this.",
+    )
+    keepalive_timeout_s: float = Field(
+        KEEPALIVE_TIMEOUT_S,
+        gt=0,
+        description="An idle keep-alive connection is closed after this long without a new request. Longer than "
+        "common client pools keep idle connections (httpx/openai SDK: 5 s), so the server rarely closes a "
+        "connection the client is about to reuse.",
+    )
+    max_connections: int = Field(
+        MAX_CONNECTIONS,
+        ge=1,
+        description="Open client connections one gateway process holds (per worker); beyond it a new connection "
+        "gets 503 with Retry-After and is closed. Bounds file descriptors and memory against connection floods; "
+        "the open-file limit is raised to fit it at start-up.",
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Gateway processes sharing the port (SO_REUSEPORT): roughly one per free core. Each worker "
+        "holds 1/workers of every engine's slots and KV budget and of the queue; rate limits and budgets must "
+        "be in Redis (limits.store: redis) to be shared. See docs/performance.md.",
+    )
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$", description="Log level.")
-    access_log: bool = Field(False, description="uvicorn's access log (inferline logs one line per request).")
+    access_log: bool = Field(
+        False, description="One access-log line per HTTP request (inferline logs one line per inference anyway)."
+    )
 
 
 class InferlineConfig(BaseSettings):

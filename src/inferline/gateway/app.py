@@ -48,11 +48,11 @@ class _Route:
 class Gateway:
     """One gateway: config in, ASGI callable out."""
 
-    def __init__(self, config: InferlineConfig) -> None:
+    def __init__(self, config: InferlineConfig, worker: tuple[int, int] = (0, 1)) -> None:
         self.config = config
         models, routing, admission = config.models, config.routing, config.admission
         self.metrics = metrics = GatewayMetrics()
-        self.pool = BackendPool(models, routing, metrics)
+        self.pool = BackendPool(models, routing, metrics, worker)
         self.limiter = Limiter.from_config(config.limits)
         names = [m.name for m in models]
         model_metrics = {m: metrics.for_model(m) for m in names}
@@ -67,7 +67,7 @@ class Gateway:
             lambda body: prefix_key(body, routing),
         )
         self.pool.on_change = self.queues.dispatch_all
-        self.supervisor = Supervisor(config.server)
+        self.supervisor = Supervisor(config.server, routing.request_timeout_s)
         self.canaries = Canaries(models, metrics)
         cache = create_response_cache(config.cache)
         self.cached = CachedAnswers(cache, config.cache, metrics)
@@ -172,9 +172,10 @@ async def _send_error(send: Send, exc: GatewayError, extra: list[tuple[bytes, by
     await send({"type": "http.response.body", "body": error_body(exc)})
 
 
-def build_app(config: InferlineConfig) -> tuple[Gateway, ASGIApp]:
-    """The gateway and the ASGI callable to serve (CORS wrapped around it when configured)."""
-    gateway = Gateway(config)
+def build_app(config: InferlineConfig, worker: tuple[int, int] = (0, 1)) -> tuple[Gateway, ASGIApp]:
+    """The gateway and the ASGI callable to serve (CORS wrapped around it when configured); `worker` is this
+    process's (index, count) among the gateway's worker processes."""
+    gateway = Gateway(config, worker)
     app: ASGIApp = gateway
     if config.server.cors_origins:
         from starlette.middleware.cors import CORSMiddleware

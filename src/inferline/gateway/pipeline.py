@@ -90,7 +90,7 @@ class Pipeline:
             parsed = await parse(scope, receive, kind, self._max_body_bytes)  # 400 / 413
             principal = self.authenticate(scope)  # 401 (400: unknown priority class)
             self.route.check(parsed.model)  # 404 before anything waits
-            watch = self.supervisor.watch(task, delivery, receive)  # a disconnect now cancels us
+            watch = self.supervisor.watch(task, delivery, scope, receive)  # a disconnect now cancels us
             self._in_flight[parsed.model].inc()
             cache_key = self.cached.key(parsed, principal)
             found = await self.cached.lookup(cache_key, parsed)  # a stored answer, or an identical one in flight
@@ -100,29 +100,25 @@ class Pipeline:
             lead = found
             reservation = await self.admit(principal, parsed)  # 429 / 400 / 503 limit store
             headers += reservation.headers()
-            async with asyncio.timeout(self._request_timeout_s):
-                try:
-                    decision = self.route.resolve(parsed.model, _header(scope, b"x-inferline-session"), principal.name)
-                    target = await self.queue.acquire(decision.model, parsed, principal)  # 429 full/timeout, 503
-                except BackendUnavailable:
-                    # The fallback chain's last step: an identical answer served before, if there is one.
-                    if (fallback := await self.cached.fallback(cache_key, parsed)) is None:
-                        raise
-                    await self._replay(parsed, fallback, delivery, send, headers)
-                    outcome = Outcome.CACHE_FALLBACK
-                    return
-                if decision.variant is not None:
-                    headers.append((b"x-inferline-variant", decision.variant.encode()))
-                variant = decision.variant
-                await self._serve(parsed, decision, target, delivery, send, headers)
+            # the deadline (routing.request_timeout_s) is the supervisor's: it cancels us as upstream_timeout
+            try:
+                decision = self.route.resolve(parsed.model, _header(scope, b"x-inferline-session"), principal.name)
+                target = await self.queue.acquire(decision.model, parsed, principal)  # 429 full/timeout, 503
+            except BackendUnavailable:
+                # The fallback chain's last step: an identical answer served before, if there is one.
+                if (fallback := await self.cached.fallback(cache_key, parsed)) is None:
+                    raise
+                await self._replay(parsed, fallback, delivery, send, headers)
+                outcome = Outcome.CACHE_FALLBACK
+                return
+            if decision.variant is not None:
+                headers.append((b"x-inferline-variant", decision.variant.encode()))
+            variant = decision.variant
+            await self._serve(parsed, decision, target, delivery, send, headers)
             await self.cached.store(cache_key, delivery, lead)
         except GatewayError as exc:
             outcome, error = exc.outcome, exc
             await self._tell(delivery, send, exc, headers)
-        except TimeoutError:
-            error = UpstreamTimeout(f"the request exceeded routing.request_timeout_s ({self._request_timeout_s:.0f}s)")
-            outcome = error.outcome
-            await self._tell(delivery, send, error, headers)
         except ClientGone:
             outcome, delivery.status = Outcome.CLIENT_CANCELLED, 499
         except asyncio.CancelledError:
@@ -136,6 +132,10 @@ class Pipeline:
                     f"the gateway shut down after a {self._grace_s:.0f}s grace period; the answer is incomplete",
                     retry_after_s=1,
                 )
+                await self._tell(delivery, send, error, headers)
+            elif reason is Outcome.UPSTREAM_TIMEOUT:
+                limit = self._request_timeout_s
+                error = UpstreamTimeout(f"the request exceeded routing.request_timeout_s ({limit:.0f}s)")
                 await self._tell(delivery, send, error, headers)
             if not delivery.started:
                 delivery.status = 499  # nginx's "client closed request": the client left before an answer
