@@ -57,6 +57,8 @@ async def check_engines(config: InferlineConfig, client: httpx.AsyncClient) -> d
         errors.setdefault(m.name, {})[b.name] = err
     failing: dict[str, dict[str, str]] = {}
     for m in config.models:
+        if m.discovery is not None:
+            continue  # its engines come and go with the DNS answer; the pool waits for them, not start-up
         model_errors = errors.get(m.name, {})
         if not _model_ok(m.backends, model_errors):
             failing[m.name] = {name: err for name, err in model_errors.items() if err is not None}
