@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from _harness import (
     REPO,
-    Procs,
+    Stack,
     console,
     free_port,
     git_state,
@@ -32,7 +32,6 @@ from _harness import (
     md_table,
     now_iso,
     rich_table,
-    start_gateway,
     write_results,
 )
 
@@ -76,15 +75,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=int, default=10, help="Cancels measured per path (default 10).")
     args = ap.parse_args()
-    procs = Procs(budget_s=900)
+    procs = Stack(budget_s=900)
     data: dict[str, Any] = {"machine": machine(), "date": now_iso(), "mode": "full"}
     data["machine"]["git"] = git_state()
     port = free_port()
     engine = procs.start("engine", inferline_cmd("engine", "--port", str(port), "--parallel", "4"))
     engine.url = f"http://127.0.0.1:{port}"
     procs.wait_http(engine, engine.url + "/health", 120)
-    gw = start_gateway(
-        procs,
+    gw = procs.gateway(
+        "inferline",
         {
             "routing": {"load_interval_s": 0.1},
             "models": [{"name": "smollm2", "backends": [{"name": "engine", "kind": "llamacpp", "url": engine.url}]}],

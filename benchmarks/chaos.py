@@ -40,7 +40,7 @@ import orjson
 from _harness import (
     REPO,
     Proc,
-    Procs,
+    Stack,
     console,
     free_port,
     git_state,
@@ -52,7 +52,6 @@ from _harness import (
     md_table,
     now_iso,
     rich_table,
-    start_gateway,
     write_results,
 )
 
@@ -82,7 +81,7 @@ def redis(cmd: str, port: int) -> None:
         raise RuntimeError(f"scripts/redis.sh {cmd} {port}: {done.stdout}{done.stderr}")
 
 
-def start_engine(procs: Procs, name: str, port: int) -> Proc:
+def start_engine(procs: Stack, name: str, port: int) -> Proc:
     p = procs.start(
         name,
         inferline_cmd(
@@ -192,7 +191,7 @@ def main() -> int:
     gap = 15.0 if args.quick else 40.0
     faults_at = {"kill-engine": gap, "freeze-engine": 2 * gap, "restart-redis": 3 * gap, "sigterm-gateway": 4 * gap}
     duration = 4 * gap + 15.0
-    procs = Procs(budget_s=duration + 240)
+    procs = Stack(budget_s=duration + 240)
     data: dict[str, Any] = {"machine": machine(), "date": now_iso(), "mode": "quick" if args.quick else "full"}
     data["machine"]["git"] = git_state()
     redis_port = free_port()
@@ -226,7 +225,7 @@ def main() -> int:
                 }
             ],
         }
-        gws = [start_gateway(procs, cfg, name=f"gateway-{c}") for c in "ab"]
+        gws = [procs.gateway(f"gateway-{c}", cfg) for c in "ab"]
         urls = [g.url for g in gws]
         capacity = asyncio.run(calibrate(urls, 6.0 if args.quick else 15.0, 60))
         rate = args.load * capacity

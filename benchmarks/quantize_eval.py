@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import (
     REPO,
     RESULTS,
-    Procs,
+    Stack,
     console,
     free_port,
     group_rss_mb,
@@ -145,7 +145,7 @@ def main() -> int:
         VLLM_VARIANTS["smollm2-fp8"] = "fp8-dynamic"
     if args.no_vllm:
         VLLM_VARIANTS.clear()
-    procs = Procs(args.budget_s)
+    procs = Stack(args.budget_s)
     t_all = time.monotonic()
     data: dict[str, Any] = {
         "date": now_iso(),

@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 from _harness import (
     REPO,
-    Procs,
+    Stack,
     console,
     free_port,
     git_state,
@@ -39,8 +39,6 @@ from _harness import (
     md_table,
     now_iso,
     rich_table,
-    start_gateway,
-    start_sim,
     write_results,
 )
 
@@ -176,14 +174,14 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=8, help="Closed-loop clients (default 8).")
     args = ap.parse_args()
     before_s, down_s, after_s = (4.0, 8.0, 8.0) if args.quick else (10.0, 20.0, 20.0)
-    procs = Procs(budget_s=300)
+    procs = Stack(budget_s=300)
     redis_port = free_port()
     os.environ["IL_BENCH_LOAD_KEY"], os.environ["IL_BENCH_PROBE_KEY"] = LOAD_KEY, PROBE_KEY
     data: dict[str, Any] = {"machine": machine(), "date": now_iso(), "mode": "quick" if args.quick else "full"}
     data["machine"]["git"] = git_state()
     try:
         redis("start", redis_port)
-        sim = start_sim(procs)
+        sim = procs.sim(max_num_seqs=4096)[0]
         cfg = {
             "server": {"log_level": "info"},
             "limits": {
@@ -198,7 +196,7 @@ def main() -> int:
             },
             "models": [{"name": "smollm2", "backends": [{"name": "sim-0", "kind": "vllm", "url": sim.url}]}],
         }
-        gw = start_gateway(procs, cfg)
+        gw = procs.gateway("inferline", cfg)
         recs, states, events = asyncio.run(run(gw.url, redis_port, before_s, down_s, after_s, args.concurrency))
         probe = asyncio.run(probe_exact(gw.url))
         transitions = [

@@ -33,7 +33,7 @@ import psutil
 from _harness import (
     REPO,
     RESULTS,
-    Procs,
+    Stack,
     console,
     free_port,
     git_state,
@@ -44,7 +44,6 @@ from _harness import (
     main_guard,
     md_table,
     now_iso,
-    start_gateway,
     write_results,
 )
 
@@ -191,7 +190,7 @@ def main() -> int:
     args = ap.parse_args()
     quick = args.duration < 1800
     warmup_s = max(20.0, 0.2 * args.duration)
-    procs = Procs(budget_s=args.duration + 300)
+    procs = Stack(budget_s=args.duration + 300)
     redis_port = free_port()
     os.environ["IL_SOAK_LIMITED_KEY"], os.environ["IL_SOAK_OPEN_KEY"] = LIMITED_KEY, OPEN_KEY
     data: dict[str, Any] = {"machine": machine(), "date": now_iso(), "mode": "quick" if quick else "full"}
@@ -234,7 +233,7 @@ def main() -> int:
                 }
             ],
         }
-        gw = start_gateway(procs, cfg)
+        gw = procs.gateway("inferline", cfg)
         ports = {int(e.url.rsplit(":", 1)[1]) for e in engines}
         result = asyncio.run(soak(gw.url, gw.pid, ports, redis_port, args.duration, args.concurrency))
     finally:
