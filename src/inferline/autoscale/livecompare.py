@@ -310,7 +310,7 @@ def live_side(run: LiveRun) -> Side:
         hpa.min_replicas,
         hpa.max_replicas,
         _scale_up_tolerance(cfg, s.controller()),
-        {"startup_excess_s": _startup_excess(run), "join_s": _join_latency(pods)},
+        {"startup_excess_s": _startup_excess(run), "join_s": _join_latency(run, pods)},
     )
 
 
@@ -330,9 +330,13 @@ def _startup_excess(run: LiveRun) -> float | None:
     return round(float(np.mean(xs)), 3) if xs else None
 
 
-def _join_latency(pods: list[dict[str, float | None]]) -> float | None:
-    xs = [p["routable_s"] - p["ready_s"] for p in pods if p["routable_s"] is not None and p["ready_s"] is not None]
-    xs = [x for x in xs if x >= -0.5]
+def _join_latency(run: LiveRun, pods: list[dict[str, float | None]]) -> float | None:
+    """Mean seconds from a scaled-up pod's entry in the DNS answer to the gateway joining it."""
+    xs = [
+        p["routable_s"] - p["ready_s"]
+        for p, raw in zip(pods, run.pods, strict=True)
+        if p["routable_s"] is not None and p["ready_s"] is not None and raw["created_s"] >= run.first_pass_s
+    ]
     return round(float(np.mean(xs)), 3) if xs else None
 
 
@@ -636,11 +640,11 @@ def dump_side(side: Side) -> dict[str, Any]:
                 "name": side.name,
                 "decisions": side.decisions,
                 "pods": side.pods,
-                "grid_t": side.grid_t[::2],
-                "desired": side.desired[::2],
-                "ready": side.ready[::2],
-                "ratio_t": side.ratio_t,
-                "ratio": np.nan_to_num(side.ratio, nan=0.0, posinf=0.0),
+                "grid_t": side.grid_t[::2].tolist(),
+                "desired": side.desired[::2].tolist(),
+                "ready": side.ready[::2].tolist(),
+                "ratio_t": np.asarray(side.ratio_t).tolist(),
+                "ratio": np.nan_to_num(side.ratio, nan=0.0, posinf=0.0).tolist(),
                 "extra": side.extra,
             },
             option=orjson.OPT_SERIALIZE_NUMPY,

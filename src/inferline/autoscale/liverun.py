@@ -29,7 +29,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -130,12 +130,13 @@ class LiveRun:
     bench: dict[str, Any]  # the bench's JSON (with its requests)
     bench_path: str
     gateway_events: list[dict[str, Any]]  # joins, drains, retirements (clock seconds)
-    gateway_requests: int  # request lines in the gateway's log
+    gateway_requests: int  # streaming request lines in the gateway's log (the bench's requests)
     loadavg: list[list[float]]  # [t, 1 min, 5 min, 15 min]
     wall: dict[str, float]
     workdir: str
     first_pass_s: float
     notes: list[str] = field(default_factory=list)
+    during_load: Any = None  # what the caller's during_load coroutine returned (JSON-ready)
 
     def to_json(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__slots__}
@@ -151,6 +152,7 @@ class LiveRun:
 
 
 Say = Callable[[str], None]
+DuringLoad = Callable[[str], Coroutine[Any, Any, Any]]
 
 
 def _inferline() -> str:
@@ -158,10 +160,20 @@ def _inferline() -> str:
     return str(exe) if exe.exists() else "inferline"
 
 
-def run_live(settings: LiveSettings, workdir: Path, prometheus_script: Path, say: Say | None = None) -> LiveRun:
-    """Run the whole live experiment (blocking); WORKDIR receives every log, config and the bench JSON."""
+def run_live(
+    settings: LiveSettings,
+    workdir: Path,
+    prometheus_script: Path,
+    say: Say | None = None,
+    during_load: DuringLoad | None = None,
+) -> LiveRun:
+    """Run the whole live experiment (blocking); WORKDIR receives every log, config and the bench JSON.
+
+    DURING_LOAD, if given, is started with the gateway's URL when the load starts (e.g. a client that checks
+    the gateway's answers itself); what it returns is kept in `LiveRun.during_load`."""
     workdir.mkdir(parents=True, exist_ok=True)
-    return asyncio.run(_Run(settings, workdir, prometheus_script, say or (lambda _m: None)).run())
+    run = _Run(settings, workdir, prometheus_script, say or (lambda _m: None), during_load)
+    return asyncio.run(run.run())
 
 
 def _free_port() -> int:
@@ -174,8 +186,11 @@ def _free_port() -> int:
 
 
 class _Run:
-    def __init__(self, settings: LiveSettings, workdir: Path, prometheus_script: Path, say: Say) -> None:
+    def __init__(
+        self, settings: LiveSettings, workdir: Path, prometheus_script: Path, say: Say, during: DuringLoad | None
+    ) -> None:
         self.s = settings
+        self.during = during
         self.dir = workdir
         self.script = prometheus_script
         self.say = say
@@ -302,6 +317,7 @@ class _Run:
         api = PrometheusAPI(prom_url)
         stop = asyncio.Event()
         controller_task: asyncio.Task[None] | None = None
+        side_task: asyncio.Task[Any] | None = None
         logs: list[Any] = []
         try:
             self.say(f"starting {s.initial_replicas} engine(s), DNS {dns.nameserver}, gateway {gw_url}")
@@ -392,12 +408,15 @@ class _Run:
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
             )
+            if self.during is not None:
+                side_task = asyncio.create_task(self.during(gw_url))
             bench_timeout = s.duration_s + s.queue_timeout_s + 240
             try:
                 rc = await asyncio.wait_for(bench.wait(), bench_timeout)
             except TimeoutError:
                 raise RuntimeError(f"inferline bench still running after {bench_timeout:.0f} s") from None
             load_end = self.clock()
+            during_result = await side_task if side_task is not None else None
             if rc != 0 or not bench_out.exists():
                 tail = (self.dir / "bench.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"inferline bench exited with {rc}: {tail}")
@@ -418,6 +437,10 @@ class _Run:
             self.wall["run_s"] = round(end - load_start, 1)
         finally:
             stop.set()
+            if side_task is not None and not side_task.done():
+                side_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await side_task
             if controller_task is not None and not controller_task.done():
                 controller_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -469,6 +492,7 @@ class _Run:
             workdir=str(self.dir),
             first_pass_s=first_pass,
             notes=self.notes,
+            during_load=during_result,
         )
 
     async def _series(self, api: PrometheusAPI, queries: MetricQueries, end: float) -> dict[str, list[dict[str, Any]]]:
@@ -533,7 +557,7 @@ _LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ ([\w.]+): (
 
 
 def _gateway_log(path: Path, t0_unix: float) -> tuple[list[dict[str, Any]], list[float]]:
-    """(discovery events, arrival time of every request) on the run's clock, from the gateway's log lines."""
+    """(discovery events, arrival time of every streaming request) on the run's clock, from the gateway's log."""
     events: list[dict[str, Any]] = []
     arrivals: list[float] = []
     for line in path.read_text(errors="replace").splitlines():
@@ -545,7 +569,8 @@ def _gateway_log(path: Path, t0_unix: float) -> tuple[list[dict[str, Any]], list
         if m.group(2) == "inferline.request" and msg.startswith("{"):
             with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError):
                 rec = orjson.loads(msg)
-                arrivals.append(stamp - float(rec["duration_ms"]) / 1000.0)
+                if rec.get("stream") is True:  # the bench streams; other clients' requests do not count
+                    arrivals.append(stamp - float(rec["duration_ms"]) / 1000.0)
         elif m.group(2) == "inferline.pool" and ("joined" in msg or "discovery" in msg or "retired" in msg):
             events.append({"t": round(stamp, 3), "message": msg})
     arrivals.sort()
