@@ -32,6 +32,7 @@ import logging
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,11 @@ def settings_from(args: argparse.Namespace) -> LiveSettings:
     return LiveSettings(**{**base.to_json(), **changes})
 
 
+def facts_load(run: LiveRun) -> str:
+    loads = [x[1] for x in run.loadavg]
+    return f"{min(loads):.1f}-{max(loads):.1f}" if loads else "?"
+
+
 def run_cli(replay: lc.Replay, out: Path) -> dict[str, Any]:
     """The same simulation through `inferline autoscale simulate` (its results.json summary)."""
     exe = Path(sys.executable).parent / "inferline"
@@ -113,6 +119,8 @@ def main() -> int:
         run = run_live(settings, workdir, ROOT / "scripts" / "prometheus.sh", lambda m: console.print(f"[dim]{m}[/]"))
         (workdir / "run.json").write_bytes(orjson.dumps(run.to_json(), option=orjson.OPT_SERIALIZE_NUMPY))
     live_wall = time.perf_counter() - t0
+    if run.loadavg:  # the run's own samples (a --from-run analysis happens later, under another load)
+        load_at_start = run.loadavg[0][1:]
     s = run.settings
     replay = lc.simulation_of(run, workdir / "sim")
     t1 = time.perf_counter()
@@ -127,9 +135,10 @@ def main() -> int:
         live,
         simulated,
         RESULTS / ("autoscale_live" + (".quick" if args.quick else "") + ".png"),
-        f"live vs simulated: {s.rate:g} req/s step for {s.duration_s:g} s, {replay.autoscaler.describe()}, "
-        f"sync {s.sync_period_s:g} s, start-up {s.startup_delay_s:g} s, {s.profile} x{s.time_scale:g} "
-        f"({s.max_num_seqs} seqs)",
+        f"live (solid) vs simulated (dashed): {s.rate:g} req/s step for {s.duration_s:g} s; "
+        f"{replay.autoscaler.describe()}\nsync {s.sync_period_s:g} s, scrape {s.scrape_interval_s:g} s, start-up "
+        f"{s.startup_delay_s:g} s; engines {s.profile} x{s.time_scale:g} time, {s.max_num_seqs} seqs; "
+        f"load average {facts_load(run)}",
     )
     loads = [x[1] for x in run.loadavg]
     bench_summary = run.bench["runs"][0]["summary"]
@@ -166,11 +175,12 @@ def main() -> int:
     rep_cols = ["t s", "desired live", "Ready live", "desired sim", "Ready sim"]
     rep_rows = lc.replicas_table(live, simulated)
     console.print(rich_table("replicas over time", rep_cols, rep_rows))
-    cmd = "inferline " + " ".join(replay.argv)
+    cmd = "inferline " + " ".join(a.replace(str(ROOT) + "/", "") for a in replay.argv)
     console.print(f"simulation: {cmd}\n  in process {sim_wall:.2f} s; the CLI agrees: {consistent}\nplot: {png}")
     data = {
         "benchmark": "autoscale_live",
-        "date": now_iso(),
+        "date": datetime.fromtimestamp(run.t0_unix, UTC).isoformat(timespec="seconds"),
+        "analysed": now_iso(),
         "commit": git_commit(),
         "kubernetes": K8S_VERSION,
         "machine": {**machine(), "loadavg_at_start": load_at_start},

@@ -19,6 +19,7 @@ either a LiveRun (`live_side`) or a SimRun (`sim_side`), and `reaction` / `compa
   capacity             as many Ready pods as that scale-up asked for
   peak                 the most Ready pods during the load, and when it was first reached
   during the breach    requests arriving from the breach until the peak was reached
+  after the peak       requests arriving from the peak to the end of the load (the steady state)
   back at min          the load's last arrival -> spec.replicas back at minReplicas
 """
 
@@ -595,6 +596,10 @@ def compare(live: Side, sim: Side) -> dict[str, Any]:
     row("scale-downs", lr.scale_downs, sr.scale_downs, "")
     row("TTFT p50 during the breach", lw["p50_ms"], sw["p50_ms"], "ms")
     row("TTFT p95 during the breach", lw["p95_ms"], sw["p95_ms"], "ms", True)
+    lp = window_ttft(live, lr.peak_s, live.last_arrival_s + 1e-9)
+    sp = window_ttft(sim, sr.peak_s, sim.last_arrival_s + 1e-9)
+    row("TTFT p50 after the peak (steady load)", lp["p50_ms"], sp["p50_ms"], "ms")
+    row("TTFT p95 after the peak (steady load)", lp["p95_ms"], sp["p95_ms"], "ms")
     row("TTFT p95, all requests", la["p95_ms"], sa["p95_ms"], "ms")
     row("requests turned away (429/503)", la["turned_away"], sa["turned_away"], "")
     row("last arrival -> back at minReplicas", lr.back_at_min_s, sr.back_at_min_s, "s")
@@ -607,6 +612,7 @@ def compare(live: Side, sim: Side) -> dict[str, Any]:
         "ready_mean_abs_diff": round(float(np.mean(np.abs(lready - sready))), 3),
         "reaction": {"live": _reaction_json(lr), "simulated": _reaction_json(sr)},
         "breach_window": {"live": lw, "simulated": sw},
+        "after_peak": {"live": lp, "simulated": sp},
         "all_requests": {"live": la, "simulated": sa},
     }
 

@@ -18,7 +18,7 @@ _STYLE = {"live": {"linestyle": "-", "alpha": 0.95}, "simulated": {"linestyle": 
 def live_vs_sim_plot(live: Side, sim: Side, path: Path, title: str, bin_s: float = 10.0) -> Path:
     fig = Figure(figsize=(12, 12), layout="constrained")
     axes = fig.subplots(4, 1, sharex=True)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title, fontsize=10, wrap=True)
     horizon = max(live.end_s, sim.end_s)
 
     ax = axes[0]
