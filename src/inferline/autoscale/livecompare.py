@@ -53,6 +53,7 @@ __all__ = [
     "Side",
     "compare",
     "live_side",
+    "phase_sweep",
     "reaction",
     "sim_side",
     "simulation_of",
@@ -657,3 +658,29 @@ def dump_side(side: Side) -> dict[str, Any]:
         )
     )
     return data
+
+
+def phase_sweep(replay: Replay, step_s: float = 0.5) -> dict[str, Any]:
+    """The simulation at every sync phase (0, STEP_S, ... < sync period): what it predicts without knowing when
+    the live controller's passes fall against the traffic. Min, mean and max of the target measures."""
+    period = replay.settings.controller.sync_period_s
+    out: dict[str, list[float]] = {"to_decision_s": [], "to_first_request_s": [], "ttft_p95_breach_ms": []}
+    for phase in np.arange(0.0, period, step_s):
+        run = Simulation(replay.traffic, replay.autoscaler, replace(replay.settings, hpa_phase_s=float(phase))).run()
+        side = sim_side(run)
+        r = reaction(side)
+        for key, v in (
+            ("to_decision_s", r.rel(r.decision_s)),
+            ("to_first_request_s", r.rel(r.first_request_s)),
+            ("ttft_p95_breach_ms", window_ttft(side, r.breach_s, r.peak_s)["p95_ms"]),
+        ):
+            if v is not None:
+                out[key].append(float(v))
+    return {
+        "phases": math.ceil(period / step_s),
+        **{
+            k: {"min": round(min(v), 3), "mean": round(float(np.mean(v)), 3), "max": round(max(v), 3)}
+            for k, v in out.items()
+            if v
+        },
+    }
