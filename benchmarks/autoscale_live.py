@@ -85,6 +85,17 @@ def facts_load(run: LiveRun) -> str:
     return f"{min(loads):.1f}-{max(loads):.1f}" if loads else "?"
 
 
+def prom_lag(live: lc.Side) -> float | None:
+    """Mean seconds from the gateway's GET /backends showing a new engine's first request to Prometheus' series
+    (inferline_backend_in_flight_requests) showing it: the same event, read through 1 s scrapes."""
+    xs = [
+        p["first_request_prom_s"] - p["first_request_s"]
+        for p in live.pods
+        if p.get("first_request_prom_s") is not None and p["first_request_s"] is not None and (p["created_s"] or 0) > 0
+    ]
+    return round(float(np.mean(xs)), 3) if xs else None
+
+
 def run_cli(replay: lc.Replay, out: Path) -> dict[str, Any]:
     """The same simulation through `inferline autoscale simulate` (its results.json summary)."""
     exe = Path(sys.executable).parent / "inferline"
@@ -135,6 +146,8 @@ def analyse(run: LiveRun, workdir: Path, png: Path) -> dict[str, Any]:
         "controller_pass_ms_p50": round(float(np.median([p["took_s"] for p in run.passes])) * 1000, 1),
         "controller_pass_ms_max": round(max(p["took_s"] for p in run.passes) * 1000, 1),
         "sync_phase_s": replay.settings.hpa_phase_s,
+        "first_request_prometheus_lag_s": prom_lag(live),
+        "cpu_s": run.cpu_s,
         "load_1min": {"min": min(loads), "mean": round(float(np.mean(loads)), 2), "max": max(loads)},
         "wall": run.wall,
         "notes": run.notes,
@@ -193,6 +206,10 @@ def summary_rows(results: list[dict[str, Any]]) -> tuple[list[str], list[list[An
     return cols, rows
 
 
+def cpu_text(cpu: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.1f}" for k, v in cpu.items() if v is not None) or "not recorded"
+
+
 def run_markdown(i: int, res: dict[str, Any], detail: bool) -> list[str]:
     f, c, sw = res["facts"], res["comparison"], res["phase_sweep"]
     s = res["settings"]
@@ -223,8 +240,10 @@ def run_markdown(i: int, res: dict[str, Any], detail: bool) -> list[str]:
         f"cancelled {f['cancelled']}, lost {f['lost']}; pods Ready {f['startup_excess_s']} s after the start-up "
         f"delay on average; the gateway joined a new engine {f['join_latency_s']} s after it entered DNS; "
         f"{f['controller_passes']} controller passes of {f['controller_pass_ms_p50']} ms (max "
-        f"{f['controller_pass_ms_max']} ms); first pass {f['sync_phase_s']} s after the first request; wall: setup "
-        f"{f['wall'].get('setup_s')} s, load + scale-down {f['wall'].get('run_s')} s. The in-process simulation "
+        f"{f['controller_pass_ms_max']} ms); first pass {f['sync_phase_s']} s after the first request; "
+        f"Prometheus' gateway series showed each new engine's first request {f['first_request_prometheus_lag_s']} s "
+        f"after GET /backends did; wall: setup {f['wall'].get('setup_s')} s, load + scale-down "
+        f"{f['wall'].get('run_s')} s; CPU seconds: {cpu_text(f.get('cpu_s') or {})}. The in-process simulation "
         f"and the command line agree: {'yes' if res['cli_agrees'] else 'NO'}.",
         "",
     ]

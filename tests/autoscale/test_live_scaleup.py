@@ -85,7 +85,8 @@ def test_scales_up_on_the_breach_joins_by_dns_loses_nothing_and_scales_back_down
         "back_at_min_after_last_arrival_s": r.back_at_min_s,
         "bench": {k: summary[k] for k in ("requests", "completed", "failed", "cancelled", "errors")},
         "burst": run.during_load,
-        "loadavg": run.loadavg,
+        "cpu_s": run.cpu_s,
+        "loadavg": [x[1] for x in run.loadavg],
     }
     print("\nlive scale-up figures:", json.dumps(figures, indent=2))
     if os.environ.get("INFERLINE_LIVE_FIGURES"):

@@ -87,6 +87,7 @@ class LiveController:
         self.spec_replicas = initial_replicas
         self.decisions: list[LiveDecision] = []
         self.late_passes = 0  # passes that started more than a second after their tick (a busy machine)
+        self.failed_passes = 0
 
     async def pass_once(self, now: float) -> LiveDecision:
         """One reconcile at NOW (the run's clock): read, decide, scale."""
@@ -128,7 +129,11 @@ class LiveController:
             now = self.clock()
             if now - tick > 1.0:
                 self.late_passes += 1
-            await self.pass_once(now)
+            try:
+                await self.pass_once(now)
+            except Exception:  # a failed pass is an event, as in kube-controller-manager; the next one retries
+                self.failed_passes += 1
+                log.exception("HPA %s: the pass at %.2f s failed", self.hpa.spec.name, now)
             tick += period
             while tick <= self.clock():  # a pass that overran: keep to the grid, skip what was missed
                 tick += period

@@ -10,8 +10,9 @@ as Python objects and as the equivalent command line.
 `Side` holds one run in one vocabulary (trace seconds: t = 0 is the first request's arrival), built from
 either a LiveRun (`live_side`) or a SimRun (`sim_side`), and `reaction` / `compare` measure both the same way:
 
-  breach               the autoscaler's metric (from Prometheus live; the simulator's true state) over
-                       target x (1 + tolerance), averaged over Ready pods, while below maxReplicas
+  breach               the autoscaler's metric over target x (1 + tolerance), averaged over Ready pods,
+                       while below maxReplicas: live at each scrape, from Prometheus' raw samples;
+                       simulated from the true state every second (= what its scrapes every second see)
   decision             the first scale-up the controller ordered at or after the breach
   first Ready          the first pod of that scale-up Ready (live: in the DNS answer)
   ready capacity       the first pod of that scale-up takes its first request (live: the gateway's
@@ -283,6 +284,14 @@ def live_side(run: LiveRun) -> Side:
             if ready is not None and t >= ready - 0.5 and (p["deleted_s"] is None or t <= p["deleted_s"]):
                 p["routable_s"] = t
                 break
+    # the same moment from Prometheus: the gateway's inferline_backend_in_flight_requests first above 0
+    in_flight = {str(r["labels"].get("backend", "")): r["points"] for r in run.series.get("backend_in_flight", [])}
+    for p, raw in zip(pods, run.pods, strict=True):
+        points = in_flight.get(f"{s.model}@{raw['address']}", [])
+        ready = p["ready_s"]
+        p["first_request_prom_s"] = next(
+            (t - z for t, v in points if v > 0 and ready is not None and t - z >= ready - 0.5), None
+        )
     ready_n = np.zeros(grid.shape)
     for p in pods:
         if p["ready_s"] is None:
@@ -343,54 +352,65 @@ def _join_latency(run: LiveRun, pods: list[dict[str, float | None]]) -> float | 
 
 
 def _live_ratio(run: LiveRun, pods: list[dict[str, float | None]]) -> tuple[np.ndarray, np.ndarray]:
-    """max over metrics of value / target, per Prometheus step: per-pod metrics averaged over the pods Ready then."""
+    """max over the HPA's metrics of value / target, as Prometheus had it: a per-pod metric is evaluated at every
+    scrape of any engine as the average of each Ready pod's latest sample (at most two scrapes old, as a
+    stale series drops out); a gateway metric at every step of its range query."""
     s = run.settings
     hpa = s.autoscaler().effective_hpa
     z = run.trace_zero_s
-    by_instance: dict[str, list[tuple[float, float]]] = {}
+    fresh_s = 2 * s.scrape_interval_s + 0.5
+    windows: dict[str, list[tuple[float, float]]] = {}
     for p, raw in zip(pods, run.pods, strict=True):
         if p["ready_s"] is None:
             continue
         stop = p["deleted_s"] if p["deleted_s"] is not None else p["terminated_s"]
-        by_instance.setdefault(str(raw["address"]), []).append((p["ready_s"], stop if stop is not None else math.inf))
-    times: np.ndarray | None = None
-    best: np.ndarray | None = None
+        windows.setdefault(str(raw["address"]), []).append((p["ready_s"], stop if stop is not None else math.inf))
+    curves: list[tuple[np.ndarray, np.ndarray]] = []
     for m in hpa.metrics:
         rows = run.series.get(f"metric:{m.name}") or []
         q = resolve_metric(m.name)
-        values: dict[float, list[float]] = {}
-        for row in rows:
-            inst = row["labels"].get("instance", "")
-            for t_raw, v in row["points"]:
-                t = t_raw - z
-                if q.per_pod and not any(a <= t < b for a, b in by_instance.get(inst, [])):
-                    continue
-                if math.isfinite(v):
-                    values.setdefault(round(t, 3), []).append(v)
-        if not values:
-            continue
-        ts = np.array(sorted(values))
         target = m.target / 1000.0
-        agg = []
-        for t in ts:
-            vs = values[float(t)]
-            if q.per_pod and m.type is MetricSourceType.PODS:
-                value = sum(vs) / len(vs)
-            else:
-                value = sum(vs)
-                if m.target_type is MetricTargetType.AVERAGE_VALUE:
+        if q.per_pod:
+            series = {
+                str(row["labels"].get("instance", "")): [(t - z, v) for t, v in row["points"] if math.isfinite(v)]
+                for row in rows
+            }
+            ts = np.array(sorted({t for pts in series.values() for t, _ in pts}))
+            ratios = []
+            for t in ts:
+                vals = []
+                for inst, pts in series.items():
+                    if not any(a <= t < b for a, b in windows.get(inst, [])):
+                        continue  # not a Ready pod at t
+                    latest = [(ts_, v) for ts_, v in pts if t - fresh_s < ts_ <= t]
+                    if latest:
+                        vals.append(latest[-1][1])
+                if not vals:
+                    ratios.append(0.0)
+                    continue
+                value = sum(vals) / len(vals) if m.type is MetricSourceType.PODS else sum(vals)
+                if m.type is not MetricSourceType.PODS and m.target_type is MetricTargetType.AVERAGE_VALUE:
                     value /= max(1, _active_at(pods, float(t)))
-            agg.append(value / target)
-        arr = np.array(agg)
-        if times is None or best is None:
-            times, best = ts, arr
+                ratios.append(value / target)
+            curves.append((ts, np.array(ratios)))
         else:
-            grid = np.union1d(times, ts)
-            best = np.maximum(np.interp(grid, times, best, left=0, right=0), np.interp(grid, ts, arr, left=0, right=0))
-            times = grid
-    if times is None or best is None:
+            pts = [(t - z, v) for row in rows for t, v in row["points"] if math.isfinite(v)]
+            ts = np.array([t for t, _ in pts])
+            vals_ = np.array([v for _, v in pts])
+            if m.target_type is MetricTargetType.AVERAGE_VALUE:
+                vals_ = vals_ / np.array([max(1, _active_at(pods, float(t))) for t in ts])
+            curves.append((ts, vals_ / target))
+    curves = [(t, r) for t, r in curves if t.size]
+    if not curves:
         return np.zeros(0), np.zeros(0)
-    return times, best
+    grid = curves[0][0]
+    for t, _ in curves[1:]:
+        grid = np.union1d(grid, t)
+    best = np.zeros(grid.shape)
+    for t, r in curves:  # each curve holds its last value until its next point
+        idx = np.searchsorted(t, grid, side="right") - 1
+        best = np.maximum(best, np.where(idx >= 0, r[np.clip(idx, 0, None)], 0.0))
+    return grid, best
 
 
 def _active_at(pods: list[dict[str, float | None]], t: float) -> int:
@@ -579,6 +599,7 @@ def compare(live: Side, sim: Side) -> dict[str, Any]:
         )
 
     row("load start -> breach", lr.breach_s, sr.breach_s, "s")
+    row("load start -> scale-up decision", lr.decision_s, sr.decision_s, "s")
     row("breach -> scale-up decision", lr.rel(lr.decision_s), sr.rel(sr.decision_s), "s", True)
     row("breach -> first new engine Ready", lr.rel(lr.first_ready_s), sr.rel(sr.first_ready_s), "s")
     row(

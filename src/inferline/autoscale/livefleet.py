@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +36,15 @@ import httpx
 from inferline.autoscale.hpa import ScaleTarget
 from inferline.autoscale.lifecycle import Pod, PodState, scale_down_victims
 
-__all__ = ["Endpoints", "FleetConfig", "GatewayWatcher", "LivePod", "ProcessFleet", "loopback_addresses"]
+__all__ = [
+    "Endpoints",
+    "FleetConfig",
+    "GatewayWatcher",
+    "LivePod",
+    "ProcessFleet",
+    "loopback_addresses",
+    "process_cpu_s",
+]
 
 log = logging.getLogger("inferline.autoscale.live")
 
@@ -86,6 +95,7 @@ class LivePod:
     drain_cut: bool = False  # stopped at drain_grace_s with requests possibly still on it
     exit_code: int | None = None
     failed: str = ""
+    cpu_s: float | None = None  # CPU seconds the engine process used (read just before it was stopped)
 
     @property
     def name(self) -> str:
@@ -310,6 +320,7 @@ class ProcessFleet:
                 await after
         proc = lp.proc
         if proc is not None and proc.returncode is None:
+            lp.cpu_s = process_cpu_s(proc.pid)
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
             try:
@@ -376,3 +387,13 @@ def loopback_addresses(n: int, first: int = 2) -> tuple[str, ...]:
     if not (first > 0 and first + n <= 255):
         raise ValueError("loopback addresses 127.0.0.1..254 only")
     return tuple(f"127.0.0.{first + i}" for i in range(n))
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """utime + stime of a live process in seconds, from /proc (None where there is no /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None

@@ -44,7 +44,7 @@ from inferline.autoscale.hpa import ControllerConfig
 from inferline.autoscale.lifecycle import PodState
 from inferline.autoscale.live import LiveController, PrometheusSource
 from inferline.autoscale.livedns import ServiceDns
-from inferline.autoscale.livefleet import FleetConfig, GatewayWatcher, ProcessFleet, loopback_addresses
+from inferline.autoscale.livefleet import FleetConfig, GatewayWatcher, ProcessFleet, loopback_addresses, process_cpu_s
 from inferline.autoscale.promclient import MetricQueries, PrometheusAPI, Series
 from inferline.autoscale.sources import Quantity, resolve_metric
 from inferline.observe.scrape import render_scrape_config
@@ -137,6 +137,7 @@ class LiveRun:
     first_pass_s: float
     notes: list[str] = field(default_factory=list)
     during_load: Any = None  # what the caller's during_load coroutine returned (JSON-ready)
+    cpu_s: dict[str, float | None] = field(default_factory=dict)  # CPU seconds: gateway, engines, prometheus, ...
 
     def to_json(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__slots__}
@@ -195,11 +196,13 @@ class _Run:
         self.script = prometheus_script
         self.say = say
         self.t0_unix = time.time()
+        self.cpu0 = time.process_time()
         self.autoscaler = settings.autoscaler()
         self.hpa = self.autoscaler.hpa
         self.exe = _inferline()
         self.loadavg: list[list[float]] = []
         self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float | None] = {}
         self.notes: list[str] = []
 
     def clock(self) -> float:
@@ -435,6 +438,9 @@ class _Run:
             await controller_task
             series = await self._series(api, queries, end)
             self.wall["run_s"] = round(end - load_start, 1)
+            self.wall["late_passes"] = controller.late_passes
+            if controller.failed_passes:
+                self.notes.append(f"{controller.failed_passes} controller pass(es) failed (see the log)")
         finally:
             stop.set()
             if side_task is not None and not side_task.done():
@@ -452,6 +458,7 @@ class _Run:
             t_down = time.monotonic()
             await fleet.close()
             if gateway is not None and gateway.returncode is None:
+                self.cpu["gateway"] = process_cpu_s(gateway.pid)
                 with contextlib.suppress(ProcessLookupError):
                     gateway.send_signal(signal.SIGTERM)
                 try:
@@ -461,6 +468,7 @@ class _Run:
                         os.killpg(gateway.pid, signal.SIGKILL)
                     await gateway.wait()
             if prom_started:
+                self.cpu["prometheus"] = _prometheus_cpu_s(prom_port)
                 self._prometheus("stop", str(prom_port))
             await api.close()
             dns.stop()
@@ -470,6 +478,8 @@ class _Run:
             for f in logs:
                 f.close()
             self.wall["teardown_s"] = round(time.monotonic() - t_down, 1)
+        self.cpu["engines"] = round(sum(p.cpu_s or 0.0 for p in fleet.pods), 2)
+        self.cpu["controller"] = round(time.process_time() - self.cpu0, 2)  # this process: controller, DNS, fleet
         bench_data = orjson.loads(bench_out.read_bytes())
         events, arrivals = _gateway_log(self.dir / "gateway.log", self.t0_unix)
         trace_zero = _trace_zero(bench_data, arrivals)
@@ -493,24 +503,40 @@ class _Run:
             first_pass_s=first_pass,
             notes=self.notes,
             during_load=during_result,
+            cpu_s=self.cpu,
         )
 
     async def _series(self, api: PrometheusAPI, queries: MetricQueries, end: float) -> dict[str, list[dict[str, Any]]]:
-        """The run's series from Prometheus: every HPA metric, the gateway queue, each engine's in-flight count."""
+        """The run's series from Prometheus: every HPA metric (per-pod ones as raw samples at their scrape times,
+        gateway ones every SERIES_STEP_S), the gateway queue, each engine's in-flight count."""
         assert self.hpa is not None
         start_u, end_u = self.t0_unix, self.t0_unix + end + 1.0
-        exprs: dict[str, str] = {}
+        ranged: dict[str, str] = {}
+        raw: dict[str, str] = {}
         for m in self.hpa.metrics:
-            exprs[f"metric:{m.name}"] = queries.for_metric(m)[1]
-        exprs["queue"] = queries.gateway(Quantity.QUEUE)
-        exprs["backend_in_flight"] = f'inferline_backend_in_flight_requests{{model="{self.s.model}"}}'
+            q, expr = queries.for_metric(m)
+            (raw if q.per_pod else ranged)[f"metric:{m.name}"] = expr
+        ranged["queue"] = queries.gateway(Quantity.QUEUE)
+        ranged["backend_in_flight"] = f'inferline_backend_in_flight_requests{{model="{self.s.model}"}}'
         out: dict[str, list[dict[str, Any]]] = {}
-        for name, expr in exprs.items():
-            got: list[Series] = await api.query_range(expr, start_u, end_u, SERIES_STEP_S)
+        for name, expr in [*raw.items(), *ranged.items()]:
+            if name in raw:
+                got: list[Series] = await api.samples(expr, start_u, end_u)
+            else:
+                got = await api.query_range(expr, start_u, end_u, SERIES_STEP_S)
             out[name] = [
                 {"labels": g.labels, "points": [[round(t - self.t0_unix, 3), v] for t, v in g.points]} for g in got
             ]
         return out
+
+
+def _prometheus_cpu_s(port: int) -> float | None:
+    """CPU seconds of the Prometheus scripts/prometheus.sh started on PORT (it keeps the pid in /tmp)."""
+    try:
+        pid = int(Path(f"/tmp/inferline-prometheus-{port}.pid").read_text())
+    except (OSError, ValueError):
+        return None
+    return process_cpu_s(pid)
 
 
 def _pass_json(d: Any) -> dict[str, Any]:

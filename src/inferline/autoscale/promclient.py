@@ -99,6 +99,18 @@ class PrometheusAPI:
             raise PrometheusError(f"{expr!r}: expected an instant vector, got {kind}")
         return [Sample(dict(r["metric"]), float(r["value"][0]), _value(r["value"][1])) for r in result]
 
+    async def samples(self, selector: str, start: float, end: float) -> list[Series]:
+        """The raw samples of SELECTOR (a series selector, no function) scraped in [START, END], at their scrape
+        times: `SELECTOR[Ns]` evaluated at END."""
+        seconds = max(1, math.ceil(end - start))
+        data = await self._get("/api/v1/query", {"query": f"{selector}[{seconds}s]", "time": f"{end:.3f}"})
+        if data.get("resultType") != "matrix":
+            raise PrometheusError(f"{selector!r}: expected a range vector, got {data.get('resultType')}")
+        return [
+            Series(dict(r["metric"]), [(float(t), _value(v)) for t, v in r["values"] if float(t) >= start])
+            for r in data.get("result", [])
+        ]
+
     async def query_range(self, expr: str, start: float, end: float, step_s: float) -> list[Series]:
         """A range query evaluated every STEP_S from START to END (unix seconds)."""
         params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step_s:g}"}
