@@ -85,6 +85,20 @@ def facts_load(run: LiveRun) -> str:
     return f"{min(loads):.1f}-{max(loads):.1f}" if loads else "?"
 
 
+def ttft_table(live: lc.Side, sim: lc.Side) -> dict[str, Any]:
+    """TTFT p50/p95 (ms) per 10 s of arrivals, live and simulated (turned away counts as infinitely late)."""
+    out: dict[str, Any] = {}
+    for side in (live, sim):
+        b = lc.ttft_bins(side, 10.0)
+        out[side.name] = {
+            "t": b["t"].tolist(),
+            "count": b["count"].tolist(),
+            "p50_ms": [None if not np.isfinite(x) else round(float(x) * 1000, 1) for x in b["p50"]],
+            "p95_ms": [None if not np.isfinite(x) else round(float(x) * 1000, 1) for x in b["p95"]],
+        }
+    return out
+
+
 def prom_lag(live: lc.Side) -> float | None:
     """Mean seconds from the gateway's GET /backends showing a new engine's first request to Prometheus' series
     (inferline_backend_in_flight_requests) showing it: the same event, read through 1 s scrapes."""
@@ -166,7 +180,7 @@ def analyse(run: LiveRun, workdir: Path, png: Path) -> dict[str, Any]:
         "live_pods": run.pods,
         "gateway_events": run.gateway_events,
         "loadavg": run.loadavg,
-        "sides": {"live": lc.dump_side(live), "simulated": lc.dump_side(simulated)},
+        "ttft_10s": ttft_table(live, simulated),
         "plot": str(png.relative_to(ROOT)) if png.is_relative_to(ROOT) else str(png),
         "describe": replay.autoscaler.describe(),
     }

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import yaml
 
 from inferline.autoscale.collect import CollectionConfig
@@ -658,27 +657,6 @@ def replicas_table(live: Side, sim: Side, step_s: float = 10.0) -> list[list[Any
             ]
         )
     return out
-
-
-def dump_side(side: Side) -> dict[str, Any]:
-    """A Side as JSON-ready series (for the results file)."""
-    data: dict[str, Any] = orjson.loads(
-        orjson.dumps(
-            {
-                "name": side.name,
-                "decisions": side.decisions,
-                "pods": side.pods,
-                "grid_t": side.grid_t[::2].tolist(),
-                "desired": side.desired[::2].tolist(),
-                "ready": side.ready[::2].tolist(),
-                "ratio_t": np.asarray(side.ratio_t).tolist(),
-                "ratio": np.nan_to_num(side.ratio, nan=0.0, posinf=0.0).tolist(),
-                "extra": side.extra,
-            },
-            option=orjson.OPT_SERIALIZE_NUMPY,
-        )
-    )
-    return data
 
 
 def phase_sweep(replay: Replay, step_s: float = 0.5) -> dict[str, Any]:
