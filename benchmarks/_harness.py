@@ -491,6 +491,23 @@ def bench(url: str, procs: Sequence[Proc], stack: Stack | None = None, **cfg: An
     return Measured(run.summary, wall, cpu, chunks, {k: round(v, 3) for k, v in used.items()}, run.records, loadavg())
 
 
+def saturate(url: str, procs: Sequence[Proc], *, concurrency: int, duration_s: float, **kw: Any) -> dict[str, Any]:
+    """Closed-loop streaming at `concurrency` with the cheap generator (_firehose): throughput over the
+    window, and CPU seconds per completed request of every process in `procs` and of the generator."""
+    from _firehose import run
+
+    before = {p.name: p.cpu_s() for p in procs}
+    me0 = self_cpu_s()
+    out: dict[str, Any] = run_async(run(url, concurrency=concurrency, duration_s=duration_s, **kw))
+    used = {p.name: p.cpu_s() - before[p.name] for p in procs}
+    used["loadgen"] = self_cpu_s() - me0
+    n = max(1, out["all_completed"])
+    out["cpu_ms_per_request"] = {k: round(v / n * 1e3, 4) for k, v in used.items()}
+    out["cpu_ratio"] = {k: round(v / out["all_wall_s"], 3) for k, v in used.items()}
+    out["loadavg"] = loadavg()
+    return out
+
+
 def settle(procs: Sequence[Proc], max_s: float = 15.0, idle_ratio: float = 0.05) -> float:
     """Wait until every process in `procs` is idle (CPU below idle_ratio of a core over 0.5 s): a
     server still working through the backlog of the last run must not tax the next one."""

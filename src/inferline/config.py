@@ -52,6 +52,14 @@ KV_ADMIT_RATIO = 0.85  # seed note: reject/queue above 85% KV use
 SHUTDOWN_GRACE_S = 30.0
 SEND_BUFFER_BYTES = 64 * 1024
 CLIENT_STALL_TIMEOUT_S = 30.0
+# `inferline serve` waits this long for each model to have an engine that answers, then exits with one
+# clear error (a typo in a URL should not look like a running gateway). Long enough for an engine started
+# alongside to bind its port; a vLLM that loads a large model for minutes needs more, or 0 (no wait).
+ENGINE_WAIT_S = 60.0
+HEADER_TIMEOUT_S = 10.0
+BODY_TIMEOUT_S = 60.0
+KEEPALIVE_TIMEOUT_S = 30.0
+MAX_CONNECTIONS = 4096
 REQUEST_TIMEOUT_S = 600.0
 FIRST_TOKEN_TIMEOUT_S = 120.0
 CONNECT_TIMEOUT_S = 5.0
@@ -208,6 +216,10 @@ class ModelConfig(_Section):
         default_factory=list,
         description="Models to try, in order, when every backend of this one is down.",
     )
+    tags: list[str] = Field(
+        default_factory=list,
+        description="Labels, e.g. [reasoning, code]: `inferline quantize` keeps such models at 16 bits unless forced.",
+    )
     context_tokens: int | None = Field(
         None,
         ge=16,
@@ -348,8 +360,54 @@ class ServerConfig(_Section):
         gt=0,
         description="A client that reads nothing for this long has its request cancelled.",
     )
+    engine_wait_s: float = Field(
+        ENGINE_WAIT_S,
+        ge=0,
+        description="At start-up, wait this long for every model to have an engine that answers HTTP (an "
+        "embedded engine always does), naming the ones that do not at once; then exit 1 with one line naming "
+        "the model, the URLs and the fix. 0: start without checking (engines started later by an "
+        "orchestrator; requests get 503 no_backend until one answers).",
+    )
+    header_timeout_s: float = Field(
+        HEADER_TIMEOUT_S,
+        gt=0,
+        description="A request's headers must arrive within this long (from the connection, or from the first byte "
+        "on a keep-alive connection); else 408 and close. Bounds slowloris-style clients that hold connections with "
+        "half-sent headers; real clients send headers in one packet.",
+    )
+    body_timeout_s: float = Field(
+        BODY_TIMEOUT_S,
+        gt=0,
+        description="A request's body must arrive within this long of its headers; else 408 and close. Long enough "
+        "for the largest allowed body (max_body_bytes) over a slow link; a client trickling its body holds a "
+        "connection no longer than this.",
+    )
+    keepalive_timeout_s: float = Field(
+        KEEPALIVE_TIMEOUT_S,
+        gt=0,
+        description="An idle keep-alive connection is closed after this long without a new request. Longer than "
+        "common client pools keep idle connections (httpx/openai SDK: 5 s), so the server rarely closes a "
+        "connection the client is about to reuse.",
+    )
+    max_connections: int = Field(
+        MAX_CONNECTIONS,
+        ge=1,
+        description="Open client connections one gateway process holds (per worker); beyond it a new connection "
+        "gets 503 with Retry-After and is closed. Bounds file descriptors and memory against connection floods; "
+        "the open-file limit is raised to fit it at start-up.",
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Gateway processes sharing the port (SO_REUSEPORT): roughly one per free core. Each worker "
+        "holds 1/workers of every engine's slots and KV budget and of the queue; rate limits and budgets must "
+        "be in Redis (limits.store: redis) to be shared. See docs/performance.md.",
+    )
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$", description="Log level.")
-    access_log: bool = Field(False, description="uvicorn's access log (inferline logs one line per request).")
+    access_log: bool = Field(
+        False, description="One access-log line per HTTP request (inferline logs one line per inference anyway)."
+    )
 
 
 class InferlineConfig(BaseSettings):
@@ -475,6 +533,14 @@ def _unknown_env_sections() -> list[str]:
     )
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line: what the parser found and where (PyYAML's own message spans several lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
+
+
 def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> InferlineConfig:
     """The effective configuration: `overrides` ("section.key": value, from CLI flags) > INFERLINE_* env > YAML."""
     data: dict[str, Any] = {}
@@ -484,10 +550,14 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> I
             loaded = yaml.safe_load(path.read_text())
         except FileNotFoundError:
             raise ConfigError(f"{path}: no such file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read it: {exc}") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: is a directory; give the YAML file itself") from None
+        except OSError as exc:  # permissions, I/O errors: one line naming the file and the cause
+            raise ConfigError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML") from None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+            raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
         data = loaded or {}

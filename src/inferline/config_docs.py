@@ -31,7 +31,7 @@ from inferline.deploy.config import (
     MonitoringConfig,
     RedisDeployConfig,
 )
-from inferline.limits.config import ApiKeyConfig, KeyLimits, LimitsConfig
+from inferline.limits.config import ApiKeyConfig, KeyLimits, LimitsConfig, StoreBreakerConfig
 
 # Every section, in the order a reader meets them. A test fails if a section of InferlineConfig is missing.
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
@@ -41,6 +41,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("limits", LimitsConfig),
     ("limits.keys[]", ApiKeyConfig),
     ("limits.keys[].limits, limits.anonymous_limits", KeyLimits),
+    ("limits.breaker, cache.breaker", StoreBreakerConfig),
     ("cache", CacheConfig),
     ("models[]", ModelConfig),
     ("models[].backends[]", BackendConfig),

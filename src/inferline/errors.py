@@ -25,6 +25,8 @@ One vocabulary says how a request ended: `Outcome`. An error's `outcome` is the 
 is the same word — except where the OpenAI API defines a finer code that SDKs and users match on
 (`context_length_exceeded`, `model_not_found`, `invalid_api_key`, `unsupported_parameter`...): there the
 outcome is the class (`invalid_request`, `not_found`, `unauthorized`) and the code the detail.
+
+    StartupError                      not a client error: `inferline serve` cannot start (one line, exit 1)
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ __all__ = [
     "QueueTimeout",
     "RateLimited",
     "ShuttingDown",
+    "StartupError",
     "StoreUnavailable",
     "StreamInterrupted",
     "Unauthorized",
@@ -196,6 +199,12 @@ class StreamInterrupted(GatewayError):
         "stream_interrupted",
         Outcome.STREAM_INTERRUPTED,
     )
+
+
+class StartupError(Exception):
+    """`inferline serve` cannot start for a reason the operator can fix (bad config, unreachable engine,
+    port in use, missing model). The CLI prints `error: <message>` as one line and exits 1; the message
+    names what to fix. A traceback is shown only with --log-level debug."""
 
 
 def error_body(exc: GatewayError) -> bytes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 # 1 ms .. 30 s: resolves inter-token gaps at the low end and long generations at the top.
 LATENCY_BUCKETS_S = (
@@ -44,6 +44,7 @@ LATENCY_BUCKETS_S = (
 class GatewayMetrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, cpu, fds: what `inferline eval` reports
         mb = ["model", "backend"]
         # -- requests ------------------------------------------------------------------------------
         self.requests = Counter(

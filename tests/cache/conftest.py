@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from limits.conftest import start_redis, stop_redis
+from support import start_redis, stop_redis
 
 
 @pytest.fixture(scope="session")

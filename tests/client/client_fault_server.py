@@ -81,17 +81,29 @@ class FaultServer:
         self._thread = threading.Thread(target=self._serve, name="fault-server", daemon=True)
         self.port = 0
         self.firehose_by_max_tokens = False  # with an empty script: stream max_tokens chunks at full speed
+        # Bumped by reset(): a handler left over from an earlier test (e.g. one still sleeping in a delay
+        # its client timed out of) must not report its late disconnect as the current test's event.
+        self._epoch = 0
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def reset(self, *steps: Step) -> None:
+        self._epoch += 1
         self.script = deque(steps)
         self.requests = []
         self.bytes_written = 0
         self.disconnected_at = None
         self.finished_at = None
+
+    def _mark_disconnected(self, epoch: int) -> None:
+        if epoch == self._epoch:
+            self.disconnected_at = time.monotonic()
+
+    def _mark_finished(self, epoch: int) -> None:
+        if epoch == self._epoch:
+            self.finished_at = time.monotonic()
 
     def wait_disconnected(self, within_s: float = 1.0) -> float | None:
         """Seconds until a stream saw its client leave (polling from the caller's thread); None if not."""
@@ -110,6 +122,12 @@ class FaultServer:
         async def _shutdown() -> None:
             if self._runner is not None:
                 await self._runner.cleanup()
+            # Handlers still sleeping in a long scripted delay (their clients timed out long ago): end them,
+            # so the loop closes without "Task was destroyed but it is pending".
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in others:
+                t.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(_shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -161,6 +179,7 @@ class FaultServer:
         self.bytes_written += len(data)
 
     async def _stream(self, request: web.Request, step: Sse, chat: bool) -> web.StreamResponse:
+        epoch = self._epoch
         if step.headers_delay_s:
             await asyncio.sleep(step.headers_delay_s)
         resp = await self._open(request, step.headers)
@@ -193,18 +212,19 @@ class FaultServer:
                 await self._write(resp, _event({"error": err}))
             elif step.end == "stall":
                 await _until_disconnected(request)
-                self.disconnected_at = time.monotonic()
+                self._mark_disconnected(epoch)
                 return resp
             await resp.write_eof()
-            self.finished_at = time.monotonic()
+            self._mark_finished(epoch)
         except ConnectionError:  # the client left: what the cancellation tests wait for
-            self.disconnected_at = time.monotonic()
+            self._mark_disconnected(epoch)
         except asyncio.CancelledError:
-            self.disconnected_at = time.monotonic()
+            self._mark_disconnected(epoch)
             raise
         return resp
 
     async def _firehose(self, request: web.Request, step: Firehose, chat: bool) -> web.StreamResponse:
+        epoch = self._epoch
         resp = await self._open(request, {})
         chunk = _event({"choices": [_choice(chat, step.delta)]})
         try:
@@ -217,11 +237,11 @@ class FaultServer:
             await self._write(resp, _event({"choices": [], "usage": usage}))
             await self._write(resp, b"data: [DONE]\n\n")
             await resp.write_eof()
-            self.finished_at = time.monotonic()
+            self._mark_finished(epoch)
         except ConnectionError:  # the client left: what the cancellation tests wait for
-            self.disconnected_at = time.monotonic()
+            self._mark_disconnected(epoch)
         except asyncio.CancelledError:
-            self.disconnected_at = time.monotonic()
+            self._mark_disconnected(epoch)
             raise
         return resp
 

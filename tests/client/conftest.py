@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 from client_fault_server import FaultServer
+
+from support import free_port
 
 ENGINE_START_TIMEOUT_S = 60.0
 
@@ -31,20 +32,13 @@ def fault(_fault_server: FaultServer) -> FaultServer:
     return _fault_server
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def engine_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`inferline engine` (llama.cpp + SmolLM2, 4 slots) on a free port; yields its base URL (no /v1).
 
     Replace with tests/conftest.py's session-scoped `gateway_url` once the gateway lands.
     """
-    port = _free_port()
+    port = free_port()
     exe = Path(sys.executable).with_name("inferline")
     cmd = [str(exe), "engine", "--port", str(port), "--parallel", "4", "--ctx-per-slot", "1024"]
     log_path = tmp_path_factory.mktemp("engine") / "engine.log"

@@ -21,6 +21,23 @@ from client_fault_server import FaultServer, Firehose
 from inferline.client import AsyncClient, Client
 
 MSG = [{"role": "user", "content": "hi"}]
+DEADLINE_S = 30.0
+
+
+def _written_once_stalled(fault: FaultServer, quiet_s: float = 0.5) -> int:
+    """The server's byte count once it has stopped growing for quiet_s (it filled the kernel buffers).
+
+    Waiting for that event, not a fixed pause, keeps the test right on a loaded machine, where filling
+    the buffers can take longer. An unthrottled server never stops: the deadline fails the test."""
+    deadline = time.monotonic() + DEADLINE_S
+    last, since = fault.bytes_written, time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        assert time.monotonic() < deadline, f"the server kept writing for {DEADLINE_S:.0f}s: no backpressure"
+        time.sleep(0.05)
+        now = fault.bytes_written
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
 
 
 def test_a_paused_consumer_stalls_the_server(fault: FaultServer) -> None:
@@ -29,8 +46,7 @@ def test_a_paused_consumer_stalls_the_server(fault: FaultServer) -> None:
         it = iter(s)
         for _ in range(10):
             next(it)
-        time.sleep(0.5)
-        written_1 = fault.bytes_written
+        written_1 = _written_once_stalled(fault)
         time.sleep(0.5)
         written_2 = fault.bytes_written
         for _ in range(10):
@@ -49,8 +65,7 @@ async def test_a_paused_async_consumer_stalls_the_server(fault: FaultServer) -> 
         async for _ in s:
             n += 1
             if n == 10:
-                await asyncio.sleep(0.5)
-                written_1 = fault.bytes_written
+                written_1 = await asyncio.to_thread(_written_once_stalled, fault)
                 await asyncio.sleep(0.5)
                 written_2 = fault.bytes_written
             if n == 20:
@@ -69,7 +84,11 @@ def firehose_url() -> Iterator[str]:
         yield proc.stdout.readline().strip()
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(10)
+        try:
+            proc.wait(60)  # a clean stop takes a moment; much longer on a loaded machine
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
         if proc.stdout:
             proc.stdout.close()
 

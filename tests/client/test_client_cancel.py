@@ -13,9 +13,12 @@ from client_fault_server import FaultServer, Firehose, Sse
 from inferline.client import AsyncClient, Client
 
 MSG = [{"role": "user", "content": "hi"}]
+# How long a test waits for the server to see the client leave. Generous (a busy machine is slow); the
+# streams below outlast it or never end by themselves, so only a client that closes can pass.
+DEADLINE_S = 30.0
 
 
-def _disconnect_seen_within(fault: FaultServer, t0: float, within_s: float = 1.0) -> float:
+def _disconnect_seen_within(fault: FaultServer, t0: float, within_s: float = DEADLINE_S) -> float:
     deadline = t0 + within_s
     while fault.disconnected_at is None and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -66,7 +69,7 @@ async def test_async_break_and_aclose_close_the_connection(fault: FaultServer) -
         async with client.stream(messages=MSG) as s:
             async for _ in s:
                 break
-        assert await asyncio.to_thread(fault.wait_disconnected, 1.0) is not None
+        assert await asyncio.to_thread(fault.wait_disconnected, DEADLINE_S) is not None
 
         fault.reset(Firehose())
         s = client.stream(messages=MSG)
@@ -74,7 +77,7 @@ async def test_async_break_and_aclose_close_the_connection(fault: FaultServer) -
             break
         del s
         gc.collect()  # a bare `break` relies on the event loop's async-generator finalizer
-        assert await asyncio.to_thread(fault.wait_disconnected, 1.0) is not None
+        assert await asyncio.to_thread(fault.wait_disconnected, DEADLINE_S) is not None
 
 
 async def test_task_cancellation_closes_the_connection(fault: FaultServer) -> None:
@@ -91,7 +94,7 @@ async def test_task_cancellation_closes_the_connection(fault: FaultServer) -> No
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert await asyncio.to_thread(fault.wait_disconnected, 1.0) is not None
+        assert await asyncio.to_thread(fault.wait_disconnected, DEADLINE_S) is not None
 
 
 def test_close_from_another_thread_ends_the_loop_quietly(fault: FaultServer) -> None:
@@ -101,11 +104,14 @@ def test_close_from_another_thread_ends_the_loop_quietly(fault: FaultServer) -> 
         seen: list[str] = []
         reader = threading.Thread(target=lambda: seen.extend(s))
         reader.start()
-        time.sleep(0.3)
+        deadline = time.monotonic() + DEADLINE_S
+        while s.chunks < 1:  # the reader has the first delta: it is now blocked in recv()
+            assert time.monotonic() < deadline, "the first chunk never arrived"
+            time.sleep(0.01)
         s.close()
-        reader.join(2)
+        reader.join(DEADLINE_S)
         assert not reader.is_alive() and seen == ["a"]
-    assert fault.wait_disconnected(1.0) is not None
+    assert fault.wait_disconnected(DEADLINE_S) is not None
     assert len(fault.requests) == 1  # no retry after close
 
 
@@ -114,17 +120,19 @@ async def test_aclose_from_another_task_ends_the_loop_quietly(fault: FaultServer
     async with AsyncClient(fault.url) as client:
         s = client.stream(messages=MSG)
         seen: list[str] = []
+        first = asyncio.Event()
 
         async def read() -> None:
             async for delta in s:
                 seen.append(delta)
+                first.set()
 
         task = asyncio.create_task(read())
-        await asyncio.sleep(0.3)
+        await asyncio.wait_for(first.wait(), DEADLINE_S)  # the reader has the first delta: now waiting for more
         await s.aclose()
-        await asyncio.wait_for(task, 2)
+        await asyncio.wait_for(task, DEADLINE_S)
     assert seen == ["a"] and len(fault.requests) == 1
-    assert await asyncio.to_thread(fault.wait_disconnected, 1.0) is not None
+    assert await asyncio.to_thread(fault.wait_disconnected, DEADLINE_S) is not None
 
 
 def test_a_finished_stream_reuses_the_connection_and_a_cut_one_does_not(fault: FaultServer) -> None:

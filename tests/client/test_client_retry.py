@@ -63,7 +63,7 @@ def test_a_retry_after_longer_than_allowed_is_raised_not_waited(fault: FaultServ
     t0 = time.monotonic()
     with Client(fault.url, retry=FAST) as client, pytest.raises(RateLimited) as info:
         client.complete(messages=MSG)
-    assert time.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 < 30  # raised at once, not after the 3600 s it was told to wait
     assert info.value.retry_after_s == 3600 and len(fault.requests) == 1
 
 

@@ -2,40 +2,13 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
 from inferline.limits import LimitStore, MemoryLimitStore
-
-REDIS_SH = Path(__file__).resolve().parents[2] / "scripts" / "redis.sh"
-NOT_INSTALLABLE = 3  # scripts/redis.sh: redis-server missing and apt could not install it
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def start_redis(port: int | None = None) -> tuple[str, int]:
-    """Start a throwaway redis-server; skip (with the reason) only when it cannot be installed."""
-    port = port or free_port()
-    done = subprocess.run([str(REDIS_SH), "start", str(port)], capture_output=True, text=True, timeout=600)
-    if done.returncode == NOT_INSTALLABLE:
-        pytest.skip(f"redis-server is not installed and apt-get could not install it: {done.stderr.strip()}")
-    if done.returncode != 0:
-        pytest.fail(f"scripts/redis.sh start {port} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-    return f"redis://127.0.0.1:{port}/0", port
-
-
-def stop_redis(port: int) -> None:
-    subprocess.run([str(REDIS_SH), "stop", str(port)], capture_output=True, timeout=30)
+from support import start_redis, stop_redis
 
 
 @pytest.fixture(scope="session")

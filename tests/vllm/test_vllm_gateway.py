@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,8 @@ import httpx
 import openai
 import pytest
 import yaml
+
+from support import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts" / "vllm"
@@ -55,13 +56,6 @@ pytestmark = [
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _tail(path: Path, n: int = 60) -> str:
@@ -140,7 +134,7 @@ def vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         pytest.fail(f"scripts/vllm/setup.sh failed ({rc}):\n{_tail(setup_log)}")
     t_setup = time.monotonic() - t0
 
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "INFERLINE_VLLM_LOG": str(tmp / "vllm.log"),
@@ -188,7 +182,7 @@ def gw(vllm: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve
     }
     cfg_path = tmp / "gateway.yaml"
     cfg_path.write_text(yaml.safe_dump(config))
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = tmp / "gateway.log"
     with log_path.open("wb") as log_file:

@@ -1,7 +1,8 @@
-"""OpenAI-compatible HTTP engines (vLLM, llama.cpp server, SGLang, remote providers) over aiohttp.
+"""OpenAI-compatible HTTP engines (vLLM, llama.cpp server, SGLang, remote providers) over inferline's engine client.
 
-aiohttp's exceptions are translated here, at the boundary: the gateway only ever sees
-BackendConnectError, TimeoutError, or an UpstreamResponse.
+The client's exceptions are already the gateway's (BackendConnectError, TimeoutError); this module
+adds what is OpenAI-specific: SSE events batched per network read, the engines' load gauges, context
+discovery and llama.cpp's tokenizer endpoints.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-import aiohttp
 import orjson
 
-from inferline.backends.base import BackendConnectError, EngineLoad
+from inferline.backends.base import BackendConnectError, EngineLoad, EventBatch
 from inferline.backends.prom_text import info_labels, sum_by_name
 from inferline.config import BackendConfig, BackendKind, RoutingConfig
+from inferline.net.client import HttpPool, Response
 
 # Engine gauges by kind: (kv-cache use 0-1, running, waiting). vLLM renamed its KV gauge in 0.9.2.
 _VLLM_KV = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
@@ -23,6 +24,9 @@ _VLLM = frozenset({*_VLLM_KV, "vllm:num_requests_running", "vllm:num_requests_wa
 _SGLANG = frozenset({"sglang:token_usage", "sglang:num_running_reqs", "sglang:num_queue_reqs"})
 _LLAMACPP = frozenset({"llamacpp:requests_processing", "llamacpp:requests_deferred"})
 
+# Idle connections are dropped before the engine's own keep-alive timeout (uvicorn and llama.cpp's
+# httplib: 5 s), so a request is rarely written into a socket the engine just closed (and when it
+# is, the client resends it once on a fresh connection).
 _KEEPALIVE_S = 4.0
 
 # Fields no engine of these kinds accepts from us as-is; vLLM extras pass through to vLLM only.
@@ -35,60 +39,66 @@ def split_sse(tail: bytes, data: bytes) -> tuple[list[bytes], bytes]:
     return [line[5:].strip() for line in lines if line[:5] == b"data:"], rest
 
 
-class AiohttpUpstreamResponse:
-    """Wraps an aiohttp response; reading is pull-based, so a slow client slows the engine read."""
+class HttpUpstreamResponse:
+    """An engine's answer; reading is pull-based, so a slow client slows the engine read."""
 
     __slots__ = ("_resp", "status")
 
-    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+    def __init__(self, resp: Response) -> None:
         self._resp = resp
         self.status = resp.status
 
-    async def event_batches(self) -> AsyncIterator[list[bytes]]:
+    def event_batches(self) -> AsyncIterator[list[bytes]]:
         """The `data:` payloads of the SSE events that each network read completed (comments, `event:`
         and blank lines skipped; `\n` or `\r\n` framing). Batched per read so a fast engine's burst of
         tokens costs one await and one send, not one per token; the next read waits for the consumer."""
-        readany = self._resp.content.readany
-        tail = b""
-        try:
-            while True:
-                data = await readany()
-                if not data:
-                    if tail[:5] == b"data:":
-                        yield [tail[5:].strip()]
-                    return
-                batch, tail = split_sse(tail, data)
-                if batch:
-                    yield batch
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-            raise BackendConnectError(str(exc) or type(exc).__name__) from exc
+        return _EventBatches(self._resp)
 
     async def read(self, limit_bytes: int) -> bytes:
-        try:
-            body = await self._resp.content.read(limit_bytes + 1)
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-            raise BackendConnectError(str(exc) or type(exc).__name__) from exc
-        if len(body) > limit_bytes:
-            raise BackendConnectError(f"engine response larger than {limit_bytes} bytes")
-        return body
+        return await self._resp.read(limit_bytes)
 
     async def finish(self) -> None:
         """After the last event: read the end of the body so the connection goes back to the pool.
 
         Reusing connections saves a TCP handshake and the engine's accept per request (measured: most of
         the gateway's per-request CPU). Bounded: a body that does not end at once is simply closed."""
-        try:
-            async with asyncio.timeout(1.0):
-                while await self._resp.content.readany():
-                    pass
-        except (TimeoutError, aiohttp.ClientError, OSError):
-            return
-        self._resp.release()
+        await self._resp.finish(1.0)
 
     def close(self) -> None:
-        # close(), not release(): dropping the connection is what makes the engine abort the request.
-        # (A response already read to its end has given its connection back; then this does nothing.)
+        # An incomplete response closes its connection: that is what makes the engine abort the request.
         self._resp.close()
+
+
+class _EventBatches:
+    """event_batches() as a plain async iterator: an async generator costs a registration with the
+    loop (a WeakSet) and its own frame machinery per request."""
+
+    __slots__ = ("_chunks", "_done", "_tail")
+
+    def __init__(self, resp: Response) -> None:
+        self._chunks = resp.chunks
+        self._tail = b""
+        self._done = False
+
+    def __aiter__(self) -> _EventBatches:
+        return self
+
+    async def __anext__(self) -> EventBatch:
+        while not self._done:
+            data = await self._chunks()
+            if not data:
+                self._done = True
+                tail = self._tail
+                if tail[:5] == b"data:":
+                    return EventBatch([tail[5:].strip()], tail)
+                break
+            buf = self._tail + data
+            *lines, rest = buf.split(b"\n")
+            self._tail = rest
+            payloads = [line[5:].strip() for line in lines if line[:5] == b"data:"]
+            if payloads:
+                return EventBatch(payloads, buf[: len(buf) - len(rest)])
+        raise StopAsyncIteration
 
 
 class OpenAIHTTPBackend:
@@ -110,8 +120,8 @@ class OpenAIHTTPBackend:
         self._base = (cfg.url or "").rstrip("/")
         self._routing = routing
         self._api_key = cfg.resolved_api_key()
-        self._session: aiohttp.ClientSession | None = None
-        self._headers = {"content-type": "application/json"}
+        self._pool: HttpPool | None = None
+        self._headers: dict[str, str] = {}
         if self._api_key:
             self._headers["authorization"] = f"Bearer {self._api_key}"
         if self.kind is BackendKind.OPENAI:
@@ -119,56 +129,49 @@ class OpenAIHTTPBackend:
 
     def set_base_url(self, url: str) -> None:
         self._base = url.rstrip("/")
+        self._pool = None  # the next request connects to the new address (the old pool is unused)
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            # Idle connections are dropped before the engine's own keep-alive timeout (uvicorn and
-            # llama.cpp's httplib: 5 s), so a request is not written into a socket the engine just closed.
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=_KEEPALIVE_S)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    connect=self._routing.connect_timeout_s,
-                    sock_read=self._routing.first_token_timeout_s,
-                ),
-                auto_decompress=False,
-                skip_auto_headers=("User-Agent",),
+    def _client(self) -> HttpPool:
+        if self._pool is None:
+            self._pool = HttpPool(
+                self._base,
+                connect_timeout_s=self._routing.connect_timeout_s,
+                read_timeout_s=self._routing.first_token_timeout_s,
+                keepalive_s=_KEEPALIVE_S,
+                headers=self._headers,
             )
-        return self._session
+        return self._pool
 
     async def start(self) -> None:
         self._client()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
-    async def post(self, path: str, body: bytes) -> AiohttpUpstreamResponse:
+    async def post(self, path: str, body: bytes) -> HttpUpstreamResponse:
+        """POST to the engine; returns once the response head arrives. BackendConnectError / TimeoutError."""
         try:
-            try:
-                resp = await self._client().post(self._base + path, data=body, headers=self._headers)
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
-                # A pooled connection the engine closed while idle: the request never reached it, so
-                # one immediate resend on a fresh connection is safe.
-                resp = await self._client().post(self._base + path, data=body, headers=self._headers)
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise TimeoutError(f"no response within {self._routing.first_token_timeout_s}s") from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise BackendConnectError(str(exc) or type(exc).__name__) from exc
-        return AiohttpUpstreamResponse(resp)
+            return HttpUpstreamResponse(await self._client().request("POST", path, body))
+        except TimeoutError as exc:
+            raise TimeoutError(f"no response within {self._routing.first_token_timeout_s:g}s ({exc})") from None
 
     async def _get(self, path: str, timeout_s: float) -> tuple[int, bytes]:
+        return await self._call("GET", path, b"", timeout_s)
+
+    async def _call(self, method: str, path: str, body: bytes, timeout_s: float) -> tuple[int, bytes]:
+        """A small request with a total deadline; (0, b"") when it could not be answered."""
+        resp: Response | None = None
         try:
-            async with self._client().get(
-                self._base + path,
-                headers=self._headers,
-                timeout=aiohttp.ClientTimeout(total=timeout_s),
-            ) as resp:
-                return resp.status, await resp.read()
-        except (TimeoutError, aiohttp.ClientError, OSError):
+            async with asyncio.timeout(timeout_s):
+                resp = await self._client().request(method, path, body)
+                return resp.status, await resp.read(32 * 1024 * 1024)
+        except (TimeoutError, BackendConnectError, OSError):
             return 0, b""
+        finally:
+            if resp is not None:
+                resp.close()
 
     async def health(self) -> bool:
         # Remote providers have no /health; listing models is their cheapest authenticated probe.
@@ -217,16 +220,7 @@ class OpenAIHTTPBackend:
         return len(tokens) if isinstance(tokens, list) else None
 
     async def _post_json(self, path: str, obj: object) -> tuple[int, bytes]:
-        try:
-            async with self._client().post(
-                self._base + path,
-                data=orjson.dumps(obj),
-                headers=self._headers,
-                timeout=aiohttp.ClientTimeout(total=10),
-            ) as resp:
-                return resp.status, await resp.read()
-        except (TimeoutError, aiohttp.ClientError, OSError):
-            return 0, b""
+        return await self._call("POST", path, orjson.dumps(obj), timeout_s=10.0)
 
     async def load(self) -> EngineLoad | None:
         if self.kind is BackendKind.OPENAI:

@@ -60,6 +60,9 @@ class BackendState:
     draining: bool = False
     # Every backend of the same model (this one included): ejection never leaves a model with none.
     siblings: list[BackendState] = field(default_factory=list, repr=False)
+    # (this process's index, number of gateway worker processes): with several, each holds only its slice
+    # of the engine's slots and KV budget (gateway/saturation.py), so together they admit what one process would.
+    worker: tuple[int, int] = (0, 1)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -166,8 +169,15 @@ def build_backend(cfg: BackendConfig, model: str, routing: RoutingConfig) -> Bac
 class BackendPool:
     """Owns every backend's state and the background loops that keep it current (the data layer)."""
 
-    def __init__(self, models: list[ModelConfig], routing: RoutingConfig, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self,
+        models: list[ModelConfig],
+        routing: RoutingConfig,
+        metrics: GatewayMetrics,
+        worker: tuple[int, int] = (0, 1),
+    ) -> None:
         self._routing = routing
+        self._worker = worker  # (index, count) of gateway processes: each state holds its slice of an engine
         # Called after every health or load change, so queued requests are dispatched at once.
         self.on_change: Callable[[], None] = lambda: None
         self._metrics = metrics
@@ -181,6 +191,7 @@ class BackendPool:
                     model=m.name,
                     eject_after_failures=routing.eject_after_failures,
                     metrics=metrics.for_backend(m.name, b.name),
+                    worker=worker,
                 )
                 for b in m.backends
             ]
@@ -366,6 +377,7 @@ class BackendPool:
             model=model,
             eject_after_failures=self._routing.eject_after_failures,
             metrics=self._metrics.for_backend(model, name),
+            worker=self._worker,
         )
         try:
             await state.backend.start()

@@ -6,7 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["CACHE_MAX_ENTRIES", "CACHE_TTL_S", "CacheConfig"]
+from inferline.limits.config import SINGLE_FLIGHT_WAIT_S, StoreBreakerConfig
+
+__all__ = ["CACHE_MAX_ENTRIES", "CACHE_MAX_ENTRY_BYTES", "CACHE_TIMEOUT_S", "CACHE_TTL_S", "CacheConfig"]
 
 CACHE_TTL_S = 300.0
 CACHE_MAX_ENTRIES = 10_000
@@ -42,7 +44,27 @@ class CacheConfig(BaseModel):
         True, description="Cache only requests whose output is reproducible: temperature 0 or a fixed seed."
     )
     timeout_s: float = Field(
-        CACHE_TIMEOUT_S, gt=0, le=5, description="A cache call slower than this counts as a miss (Redis)."
+        CACHE_TIMEOUT_S,
+        gt=0,
+        le=5,
+        description="A cache call slower than this counts as a miss (Redis). 0.1 s: a lookup must cost far "
+        "less than the generation it may save, and a slow cache must never slow every request.",
+    )
+    breaker: StoreBreakerConfig = Field(
+        default_factory=StoreBreakerConfig,
+        description="Circuit breaker around the Redis cache: while open, lookups are misses at once instead of "
+        "after timeout_s each.",
+    )
+    single_flight: bool = Field(
+        True,
+        description="Identical cacheable requests arriving while the first is still with the engine wait for "
+        "its answer instead of each calling the engine (per gateway process).",
+    )
+    single_flight_wait_s: float = Field(
+        SINGLE_FLIGHT_WAIT_S,
+        gt=0,
+        description="How long a request waits for an identical one in flight before calling the engine itself; "
+        "bounded so one stuck request cannot hold its followers.",
     )
 
     @model_validator(mode="after")

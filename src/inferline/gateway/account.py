@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 
-import orjson
 from prometheus_client import Counter, Histogram
 
 from inferline.limits import Limiter
+from inferline.logs import request_line
 from inferline.metrics import GatewayMetrics
 
 from .estimates import OutputEstimates
@@ -28,6 +28,7 @@ class Accountant:
         # labels() validates and takes a lock on every call: children are kept, one per label set seen.
         self._requests: dict[tuple[str, str, str, str], Counter] = {}
         self._e2e: dict[tuple[str, str], Histogram] = {}
+        self._tokens: dict[tuple[str, str, str], Counter] = {}
 
     def account(self, ending: Ending) -> None:
         d = ending.delivery
@@ -51,9 +52,9 @@ class Accountant:
             e2e.observe((ending.ended_ns - ending.started_ns) / 1e9)
             if d.backend and d.backend != "cache":
                 if d.prompt_tokens:
-                    self._metrics.prompt_tokens.labels(model, backend).inc(d.prompt_tokens)
+                    self._token_counter("prompt", model, backend).inc(d.prompt_tokens)
                 if d.completion_tokens:
-                    self._metrics.generation_tokens.labels(model, backend).inc(d.completion_tokens)
+                    self._token_counter("generation", model, backend).inc(d.completion_tokens)
                     if d.complete and ending.error is None:
                         self._estimates.observe(model, d.completion_tokens)
         if log.isEnabledFor(logging.INFO):
@@ -77,4 +78,12 @@ class Accountant:
                 record["variant"] = ending.variant
             if ending.error is not None:
                 record["error"] = ending.error.message
-            log.info("%s", orjson.dumps(record).decode())
+            request_line(record, log)  # == log.info("%s", json): written in batches, off the hot path (logs.py)
+
+    def _token_counter(self, kind: str, model: str, backend: str) -> Counter:
+        key = (kind, model, backend)
+        child = self._tokens.get(key)
+        if child is None:
+            metric = self._metrics.prompt_tokens if kind == "prompt" else self._metrics.generation_tokens
+            child = self._tokens[key] = metric.labels(model, backend)
+        return child

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from inferline.backends.pool import BackendPool
 from inferline.cache import create_response_cache
 from inferline.config import InferlineConfig
+from inferline.debug_metrics import register_debug_metrics
 from inferline.errors import GatewayError, MethodNotAllowed, NotFound, error_body, error_headers
 from inferline.limits import Limiter
+from inferline.limits.store_metrics import register_store_metrics
 from inferline.metrics import GatewayMetrics
 from inferline.types import ASGIApp, Receive, Scope, Send
 
@@ -46,11 +48,11 @@ class _Route:
 class Gateway:
     """One gateway: config in, ASGI callable out."""
 
-    def __init__(self, config: InferlineConfig) -> None:
+    def __init__(self, config: InferlineConfig, worker: tuple[int, int] = (0, 1)) -> None:
         self.config = config
         models, routing, admission = config.models, config.routing, config.admission
         self.metrics = metrics = GatewayMetrics()
-        self.pool = BackendPool(models, routing, metrics)
+        self.pool = BackendPool(models, routing, metrics, worker)
         self.limiter = Limiter.from_config(config.limits)
         names = [m.name for m in models]
         model_metrics = {m: metrics.for_model(m) for m in names}
@@ -65,9 +67,13 @@ class Gateway:
             lambda body: prefix_key(body, routing),
         )
         self.pool.on_change = self.queues.dispatch_all
-        self.supervisor = Supervisor(config.server)
+        self.supervisor = Supervisor(config.server, routing.request_timeout_s)
         self.canaries = Canaries(models, metrics)
-        self.cached = CachedAnswers(create_response_cache(config.cache), config.cache, metrics)
+        cache = create_response_cache(config.cache)
+        self.cached = CachedAnswers(cache, config.cache, metrics)
+        # The limit store's and the cache's health (circuit breakers), and the loop's task count (leaks).
+        register_store_metrics(metrics.registry, self.limiter.store, cache)
+        register_debug_metrics(metrics.registry)
         self.pipeline = Pipeline(
             max_body_bytes=config.server.max_body_bytes,
             request_timeout_s=routing.request_timeout_s,
@@ -96,6 +102,7 @@ class Gateway:
             "/backends": _Route(get, ops.backends),
             "/queues": _Route(get, ops.queues),
             "/canaries": _Route(get, ops.canaries),
+            "/openapi.json": _Route(get, ops.openapi),
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -107,7 +114,8 @@ class Gateway:
             if route is None:
                 exc: GatewayError = NotFound(
                     f"no route {scope['method']} {scope['path']}; inferline serves POST /v1/chat/completions, "
-                    "POST /v1/completions, GET /v1/models, /health, /ready, /metrics, /backends, /queues, /canaries"
+                    "POST /v1/completions, GET /v1/models, /health, /ready, /metrics, /backends, /queues, "
+                    "/canaries, /openapi.json"
                 )
                 await _send_error(send, exc, [])
             elif scope["method"] not in route.methods:
@@ -164,9 +172,10 @@ async def _send_error(send: Send, exc: GatewayError, extra: list[tuple[bytes, by
     await send({"type": "http.response.body", "body": error_body(exc)})
 
 
-def build_app(config: InferlineConfig) -> tuple[Gateway, ASGIApp]:
-    """The gateway and the ASGI callable to serve (CORS wrapped around it when configured)."""
-    gateway = Gateway(config)
+def build_app(config: InferlineConfig, worker: tuple[int, int] = (0, 1)) -> tuple[Gateway, ASGIApp]:
+    """The gateway and the ASGI callable to serve (CORS wrapped around it when configured); `worker` is this
+    process's (index, count) among the gateway's worker processes."""
+    gateway = Gateway(config, worker)
     app: ASGIApp = gateway
     if config.server.cors_origins:
         from starlette.middleware.cors import CORSMiddleware

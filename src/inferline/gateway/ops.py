@@ -11,6 +11,7 @@ from inferline.backends.pool import BackendPool
 from inferline.config import ModelConfig
 from inferline.errors import ModelNotFound, error_body, error_headers
 from inferline.metrics import GatewayMetrics
+from inferline.openapi import openapi_json
 from inferline.types import Receive, Scope, Send
 
 from .canary import Canaries
@@ -71,6 +72,11 @@ class Ops:
             for m in self._models
         ]
         await send_json(send, 200, {"queues": waiting})
+
+    async def openapi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The OpenAPI 3.1 document of the gateway's own endpoints (src/inferline/openapi.py)."""
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": openapi_json(tuple(m.name for m in self._models))})
 
     async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_json(send, 200, {"object": "list", "data": self._model_cards()})

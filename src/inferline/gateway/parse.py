@@ -71,9 +71,18 @@ def _first_error(exc: ValidationError) -> InvalidRequest:
     elif kind in ("too_short",) and path in ("messages", "prompt"):
         msg = f"`{path}` must not be empty"
     else:
-        shown = orjson.dumps(given)[:80].decode(errors="replace") if given is not None else "null"
-        msg = f"`{path}`: {err['msg']}; got {shown}"
+        msg = f"`{path}`: {err['msg']}; got {_shown(given)}"
     return InvalidRequest(msg, param=path or None)
+
+
+def _shown(value: Any) -> str:
+    """The offending value for an error message, cut to 80 bytes; any value, however deep or large."""
+    if value is None:
+        return "null"
+    try:
+        return orjson.dumps(value)[:80].decode(errors="replace")
+    except TypeError:  # nested past orjson's recursion limit, or an int beyond 64 bits (found by fuzzing)
+        return type(value).__name__
 
 
 # Chat templates add role markers and sometimes a default system prompt.

@@ -16,6 +16,7 @@ import time
 
 from prometheus_client import Gauge
 
+from inferline.cache.flight import Lead
 from inferline.errors import BackendUnavailable, GatewayError, Outcome, ShuttingDown, UpstreamTimeout
 from inferline.limits import Reservation
 from inferline.types import Receive, Scope, Send
@@ -23,7 +24,7 @@ from inferline.types import Receive, Scope, Send
 from .account import Accountant
 from .admit import Admitter
 from .authenticate import Authenticator
-from .cached import CachedAnswers
+from .cached import Answer, CachedAnswers
 from .parse import ClientGone, parse
 from .queue import Queues
 from .relay import Relay, replay, send_error
@@ -81,6 +82,7 @@ class Pipeline:
         principal: Principal | None = None
         reservation: Reservation | None = None
         watch: Watch | None = None
+        lead: Lead | None = None  # this request leads identical ones waiting for its answer (single-flight)
         variant: str | None = None
         outcome, error = Outcome.OK, None
         try:
@@ -88,39 +90,35 @@ class Pipeline:
             parsed = await parse(scope, receive, kind, self._max_body_bytes)  # 400 / 413
             principal = self.authenticate(scope)  # 401 (400: unknown priority class)
             self.route.check(parsed.model)  # 404 before anything waits
-            watch = self.supervisor.watch(task, delivery, receive)  # a disconnect now cancels us
+            watch = self.supervisor.watch(task, delivery, scope, receive)  # a disconnect now cancels us
             self._in_flight[parsed.model].inc()
             cache_key = self.cached.key(parsed, principal)
-            if (hit := await self.cached.lookup(cache_key, parsed)) is not None:
-                delivery.backend, delivery.model = "cache", parsed.model
-                await replay(parsed, hit, delivery, send, [(b"x-inferline-cache", b"hit"), *headers])
+            found = await self.cached.lookup(cache_key, parsed)  # a stored answer, or an identical one in flight
+            if isinstance(found, Answer):
+                await self._replay(parsed, found, delivery, send, headers)
                 return
+            lead = found
             reservation = await self.admit(principal, parsed)  # 429 / 400 / 503 limit store
             headers += reservation.headers()
-            async with asyncio.timeout(self._request_timeout_s):
-                try:
-                    decision = self.route.resolve(parsed.model, _header(scope, b"x-inferline-session"), principal.name)
-                    target = await self.queue.acquire(decision.model, parsed, principal)  # 429 full/timeout, 503
-                except BackendUnavailable:
-                    # The fallback chain's last step: an identical answer served before, if there is one.
-                    if (fallback := await self.cached.fallback(cache_key, parsed)) is None:
-                        raise
-                    delivery.backend, delivery.model = "cache", parsed.model
-                    await replay(parsed, fallback, delivery, send, [(b"x-inferline-cache", b"fallback"), *headers])
-                    outcome = Outcome.CACHE_FALLBACK
-                    return
-                if decision.variant is not None:
-                    headers.append((b"x-inferline-variant", decision.variant.encode()))
-                variant = decision.variant
-                await self._serve(parsed, decision, target, delivery, send, headers)
-            await self.cached.store(cache_key, delivery)
+            # the deadline (routing.request_timeout_s) is the supervisor's: it cancels us as upstream_timeout
+            try:
+                decision = self.route.resolve(parsed.model, _header(scope, b"x-inferline-session"), principal.name)
+                target = await self.queue.acquire(decision.model, parsed, principal)  # 429 full/timeout, 503
+            except BackendUnavailable:
+                # The fallback chain's last step: an identical answer served before, if there is one.
+                if (fallback := await self.cached.fallback(cache_key, parsed)) is None:
+                    raise
+                await self._replay(parsed, fallback, delivery, send, headers)
+                outcome = Outcome.CACHE_FALLBACK
+                return
+            if decision.variant is not None:
+                headers.append((b"x-inferline-variant", decision.variant.encode()))
+            variant = decision.variant
+            await self._serve(parsed, decision, target, delivery, send, headers)
+            await self.cached.store(cache_key, delivery, lead)
         except GatewayError as exc:
             outcome, error = exc.outcome, exc
             await self._tell(delivery, send, exc, headers)
-        except TimeoutError:
-            error = UpstreamTimeout(f"the request exceeded routing.request_timeout_s ({self._request_timeout_s:.0f}s)")
-            outcome = error.outcome
-            await self._tell(delivery, send, error, headers)
         except ClientGone:
             outcome, delivery.status = Outcome.CLIENT_CANCELLED, 499
         except asyncio.CancelledError:
@@ -135,6 +133,10 @@ class Pipeline:
                     retry_after_s=1,
                 )
                 await self._tell(delivery, send, error, headers)
+            elif reason is Outcome.UPSTREAM_TIMEOUT:
+                limit = self._request_timeout_s
+                error = UpstreamTimeout(f"the request exceeded routing.request_timeout_s ({limit:.0f}s)")
+                await self._tell(delivery, send, error, headers)
             if not delivery.started:
                 delivery.status = 499  # nginx's "client closed request": the client left before an answer
         except Exception:  # last resort: a bug of ours is a 500 with a request id, logged once
@@ -143,6 +145,8 @@ class Pipeline:
             outcome = Outcome.INTERNAL
             await self._tell(delivery, send, error, headers)
         finally:
+            if lead is not None:
+                lead.finish(None)  # no-op once store() shared an answer; else the followers call the engine
             if watch is not None:
                 self.supervisor.forget(watch)
                 self._in_flight[parsed.model].dec()  # type: ignore[union-attr]  # watch implies parsed
@@ -202,6 +206,13 @@ class Pipeline:
                     last.message += f" (tried {delivery.attempts} backends)"
                 raise last
             target = retry
+
+    @staticmethod
+    async def _replay(
+        parsed: ParsedRequest, answer: Answer, delivery: Delivery, send: Send, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        delivery.backend, delivery.model = "cache", parsed.model
+        await replay(parsed, answer.body, delivery, send, [(b"x-inferline-cache", answer.how.encode()), *headers])
 
     async def _tell(
         self, delivery: Delivery, send: Send, exc: GatewayError, headers: list[tuple[bytes, bytes]]

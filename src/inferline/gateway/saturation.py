@@ -15,6 +15,10 @@ KV accounting (`admission.kv_accounting`):
   full    every in-flight request of ours at its full prompt + output, plus this one (ignores sharing:
           over-reserves on prefix-heavy traffic — measured 0.83 reserved vs 0.62 used; kept to compare)
 An idle engine always takes one request, so an oversized one is never starved.
+
+With several gateway worker processes (`server.workers`), each holds only its slice of every engine's slots
+(the slices add up to max_num_seqs) and of its KV budget, so together they never admit more than one
+process would; the engine's own counts stay global (they see every worker's requests). docs/performance.md.
 """
 
 from __future__ import annotations
@@ -36,6 +40,13 @@ def has_room(
         return False  # one trial request at a time until the breaker closes again
     backend = state.backend
     seqs = backend.max_num_seqs
+    kv_budget = backend.kv_admit_ratio
+    index, workers = state.worker
+    if workers > 1:
+        quota = max(1, seqs // workers + (index < seqs % workers))
+        if state.in_flight >= quota:
+            return False
+        kv_budget = kv_budget * quota / max(1, seqs)
     if backend.kind is BackendKind.OPENAI:
         return state.in_flight < seqs
     load = state.fresh_load(now, max_age_s)
@@ -52,7 +63,7 @@ def has_room(
             need = kv_ratio * capacity + unseen_prompts + pending_output + kv_tokens
         else:
             need = state.reserved_kv_tokens + kv_tokens
-        if need > backend.kv_admit_ratio * capacity:
+        if need > kv_budget * capacity:
             return False
     since_poll = state.dispatched_since_poll - state.completed_since_poll
     effective = max(load.running + load.waiting + since_poll, state.in_flight)

@@ -1,10 +1,14 @@
 """supervisor: the requests in flight — disconnects, stalled clients, and draining on SIGTERM.
 
-Each request's task is registered with a `Watch`. A task per request listens for `http.disconnect` and
-cancels the request at once (which closes the engine's stream: the engine frees the slot). A loop
-cancels requests whose client has read nothing for `server.client_stall_timeout_s`. On SIGTERM new
-requests get 503 `shutting_down`; in-flight ones get `server.shutdown_grace_s`, then end with an error
-event. The pipeline reads `Watch.cancel_reason` to know why its task was cancelled.
+Each request's task is registered with a `Watch`. When its client disconnects the request is cancelled at
+once (which closes the engine's stream: the engine frees the slot) — through the server's
+`inferline.on_disconnect` callback (net/server.py), or, on other ASGI servers, a task waiting for
+`http.disconnect`. One loop, not a timer per request, cancels requests past their deadline
+(`routing.request_timeout_s`: upstream_timeout) and those whose client has read nothing for
+`server.client_stall_timeout_s`. On SIGTERM new requests get 503 `shutting_down`; in-flight ones get
+`server.shutdown_grace_s`, then end with an error event. The pipeline reads `Watch.cancel_reason` to
+know why its task was cancelled. (No per-request task or timer: measured, they were most of the cyclic
+garbage a request left, and the collector's passes a quarter of the gateway's CPU — docs/performance.md.)
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import dataclass
 
 from inferline.config import ServerConfig
 from inferline.errors import Outcome, ShuttingDown
-from inferline.types import Receive
+from inferline.types import Receive, Scope
 
 from .values import Delivery
 
@@ -28,13 +32,15 @@ log = logging.getLogger("inferline.gateway")
 class Watch:
     task: asyncio.Task[None]
     delivery: Delivery
+    deadline: float  # time.monotonic() past which the request is cancelled as upstream_timeout
     cancel_reason: Outcome | None = None  # set before the task is cancelled, so the pipeline knows why
     listener: asyncio.Task[None] | None = None
 
 
 class Supervisor:
-    def __init__(self, cfg: ServerConfig) -> None:
+    def __init__(self, cfg: ServerConfig, request_timeout_s: float) -> None:
         self._cfg = cfg
+        self._request_timeout_s = request_timeout_s
         self._active: set[Watch] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self.draining = False
@@ -46,12 +52,21 @@ class Supervisor:
         if self.draining:
             raise ShuttingDown("the gateway is shutting down; retry on another replica", retry_after_s=1)
 
-    def watch(self, task: asyncio.Task[None], delivery: Delivery, receive: Receive) -> Watch:
+    def watch(self, task: asyncio.Task[None], delivery: Delivery, scope: Scope, receive: Receive) -> Watch:
         """Register a request whose body has been read; its client's disconnect now cancels it."""
-        w = Watch(task, delivery)
-        w.listener = asyncio.create_task(self._listen(receive, w))
+        w = Watch(task, delivery, time.monotonic() + self._request_timeout_s)
+        on_disconnect = scope.get("extensions", {}).get("inferline.on_disconnect")
+        if on_disconnect is not None:
+            on_disconnect(lambda: self._client_gone(w))
+        else:
+            w.listener = asyncio.create_task(self._listen(receive, w))
         self._active.add(w)
         return w
+
+    def _client_gone(self, w: Watch) -> None:
+        if w in self._active and not w.delivery.complete and w.cancel_reason is None:
+            w.cancel_reason = Outcome.CLIENT_CANCELLED
+            w.task.cancel()
 
     def forget(self, w: Watch) -> None:
         if w.listener is not None:
@@ -78,14 +93,17 @@ class Supervisor:
 
     async def _stall_watch(self) -> None:
         limit_ns = int(self._cfg.client_stall_timeout_s * 1e9)
-        period = min(1.0, self._cfg.client_stall_timeout_s / 4)
+        period = min(1.0, self._cfg.client_stall_timeout_s / 4, self._request_timeout_s / 4)
         while True:
             await asyncio.sleep(period)
-            now = time.monotonic_ns()
+            now_ns = time.monotonic_ns()
+            now = now_ns / 1e9
             for w in list(self._active):
                 since = w.delivery.sending_since_ns
-                if since and now - since > limit_ns:
+                if since and now_ns - since > limit_ns:
                     self._cancel(w, Outcome.CLIENT_STALLED)
+                elif now > w.deadline:
+                    self._cancel(w, Outcome.UPSTREAM_TIMEOUT)
 
     def begin_drain(self) -> None:
         """Stop taking requests; in-flight ones get shutdown_grace_s, then end with an error event."""

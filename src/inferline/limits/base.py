@@ -44,9 +44,15 @@ CONCURRENCY_RETRY_S = 1.0  # when a slot frees is unknowable; a short, honest gu
 
 
 class LimitStoreUnavailable(Exception):
-    """The limit store did not answer (refused, timed out, errored). The gateway applies on_store_error.
+    """The limit store did not answer (refused, timed out, errored, or skipped by its open circuit breaker).
+    The gateway applies on_store_error.
 
-    Not a GatewayError on purpose: whether it becomes a 503 or an unmetered admission is policy (Limiter)."""
+    Not a GatewayError on purpose: whether it becomes a 503 or an unmetered admission is policy (Limiter).
+    `retry_after_s`: when the store will be tried again (the breaker's cool-down), None when unknown."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class DenialReason(StrEnum):

@@ -12,11 +12,15 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "BREAKER_COOLDOWN_S",
+    "BREAKER_FAILURE_THRESHOLD",
     "CONCURRENCY_LEASE_S",
+    "SINGLE_FLIGHT_WAIT_S",
     "STORE_TIMEOUT_S",
     "ApiKeyConfig",
     "KeyLimits",
     "LimitsConfig",
+    "StoreBreakerConfig",
 ]
 
 # Defaults, named once.
@@ -24,6 +28,15 @@ STORE_TIMEOUT_S = 0.25  # a limit check adds at most this much to a request when
 # A reservation that is never reconciled (a gateway crashed mid-request) frees its concurrency slot after
 # this long. Longer than the gateway's request timeout (600 s), so a live request never loses its slot.
 CONCURRENCY_LEASE_S = 900.0
+# A request that finds an identical one in flight waits at most this long for its answer, then calls the
+# engine itself: longer than a typical short generation, far shorter than the request timeout.
+SINGLE_FLIGHT_WAIT_S = 60.0
+# The circuit breaker around Redis (limits/breaker.py). Five consecutive failures: one or two blips (a
+# connection reset by a Redis restart, already retried once) never trip it; five in a row is an outage.
+BREAKER_FAILURE_THRESHOLD = 5
+# While open, Redis is skipped for this long, then one request tries it: a dead Redis costs one timeout
+# every 2 s instead of one per request, and limits are enforced again within ~2 s of Redis coming back.
+BREAKER_COOLDOWN_S = 2.0
 
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"  # no braces: names sit inside a Redis hash tag
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -32,6 +45,25 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StoreBreakerConfig(_Section):
+    """The circuit breaker around a Redis store: when to stop waiting on it, and when to try it again."""
+
+    failure_threshold: int = Field(
+        BREAKER_FAILURE_THRESHOLD,
+        ge=1,
+        description="Consecutive failures or timeouts after which the store is skipped (the circuit opens). "
+        "Five: a blip (a connection reset by a Redis restart, already retried once) never trips it.",
+    )
+    cooldown_s: float = Field(
+        BREAKER_COOLDOWN_S,
+        gt=0,
+        le=300,
+        description="How long an open circuit skips the store before one request tries it again (half-open). "
+        "Short, so limits hold again soon after Redis returns; a dead Redis then costs one timeout per cool-down "
+        "instead of one per request. Also the Retry-After of the 503s sent meanwhile (fail_closed).",
+    )
 
 
 class KeyLimits(_Section):
@@ -126,12 +158,22 @@ class LimitsConfig(_Section):
         "the engines stay protected); fail_open admits unmetered (availability over enforcement).",
     )
     store_timeout_s: float = Field(
-        STORE_TIMEOUT_S, gt=0, le=5, description="Upper bound on one store call; slower counts as a store error."
+        STORE_TIMEOUT_S,
+        gt=0,
+        le=5,
+        description="Upper bound on one store call; slower counts as a store error (and toward the breaker). "
+        "0.25 s: a Redis round trip is ~0.1 ms, so only a sick Redis is this slow, and a request pays at most "
+        "this much for a limit check.",
     )
     concurrency_lease_s: float = Field(
         CONCURRENCY_LEASE_S,
         gt=0,
         description="A reservation never reconciled (crashed gateway) frees its concurrency slot after this long.",
+    )
+    breaker: StoreBreakerConfig = Field(
+        default_factory=StoreBreakerConfig,
+        description="Circuit breaker around the Redis store: while open, on_store_error applies at once instead "
+        "of after store_timeout_s per request.",
     )
     require_api_key: bool = Field(
         True, description="Reject requests without a known key (401). False: keyless requests are 'anonymous'."

@@ -6,8 +6,9 @@
     ... dispatch ...
     limiter.release_soon(reservation, actual_tokens)         # in `finally`: always, exactly once; never raises
 
-Store failures follow `on_store_error`: fail_closed raises StoreUnavailable (503, store_unavailable);
-fail_open admits with an unrecorded reservation (no headers, nothing to reconcile) and logs.
+Store failures follow `on_store_error`: fail_closed raises StoreUnavailable (503, code store_unavailable,
+Retry-After: when the store's circuit breaker will try it again); fail_open admits with an unrecorded
+reservation (no headers, nothing to reconcile) and logs.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ class Limiter:
                 self.unmetered_total += 1
                 return Reservation.unrecorded(key_name, tokens)
             raise StoreUnavailable(
-                "rate-limit store unavailable; retry shortly", retry_after_s=STORE_DOWN_RETRY_AFTER_S
+                "rate-limit store unavailable; retry shortly",
+                retry_after_s=max(STORE_DOWN_RETRY_AFTER_S, exc.retry_after_s or 0.0),
             ) from exc
         if isinstance(result, Denial):
             raise result.error()

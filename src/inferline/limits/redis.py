@@ -4,7 +4,8 @@ Check-and-reserve is lua/reserve.lua and reconcile is lua/reconcile.lua, each ru
 with SCRIPT LOAD on first use, and again after a Redis restart flushes the script cache). Windows are
 timed by the Redis server's TIME, so replicas with skewed clocks still agree. Every call is bounded by
 `timeout_s`; any Redis or network failure leaves this module as LimitStoreUnavailable, never as a
-redis-py exception and never as a hang.
+redis-py exception and never as a hang. A circuit breaker (breaker.py) skips Redis at once after
+`failure_threshold` consecutive failures, for `cooldown_s`, then lets one call try it again.
 """
 
 from __future__ import annotations
@@ -15,12 +16,9 @@ import itertools
 import os
 from importlib import resources
 from typing import Any
-from urllib.parse import urlsplit
 
 from redis import asyncio as aioredis
-from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
-from redis.retry import Retry
+from redis.exceptions import NoScriptError
 
 from .base import (
     LIMIT_CODES,
@@ -32,7 +30,16 @@ from .base import (
     denial_for,
     oversized_request,
 )
-from .config import CONCURRENCY_LEASE_S, STORE_TIMEOUT_S, KeyLimits, LimitsConfig
+from .breaker import BreakerOpen, StoreBreaker
+from .config import (
+    BREAKER_COOLDOWN_S,
+    BREAKER_FAILURE_THRESHOLD,
+    CONCURRENCY_LEASE_S,
+    STORE_TIMEOUT_S,
+    KeyLimits,
+    LimitsConfig,
+)
+from .redis_conn import REDIS_ERRORS, close_redis, connect_redis, drop_idle_connections, redacted_url
 
 __all__ = ["RedisLimitStore", "redacted_url"]
 
@@ -60,14 +67,6 @@ _RESERVE = _Script("reserve.lua")
 _RECONCILE = _Script("reconcile.lua")
 
 
-def redacted_url(url: str) -> str:
-    """host:port/db of a Redis URL, without scheme, user or password (for logs, errors and repr)."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return parts.path
-    return f"{parts.hostname}:{parts.port or 6379}{parts.path or '/0'}"
-
-
 def _arg(limit: int | None) -> int:
     return -1 if limit is None else limit
 
@@ -83,21 +82,15 @@ class RedisLimitStore:
         timeout_s: float = STORE_TIMEOUT_S,
         concurrency_lease_s: float = CONCURRENCY_LEASE_S,
         max_connections: int = MAX_CONNECTIONS,
+        failure_threshold: int = BREAKER_FAILURE_THRESHOLD,
+        cooldown_s: float = BREAKER_COOLDOWN_S,
     ) -> None:
         self._prefix = key_prefix
         self._timeout_s = timeout_s
         self._lease_ms = int(concurrency_lease_s * 1000)
         self._where = redacted_url(url)
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=timeout_s,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            # One immediate retry on a fresh connection: a pooled connection may be stale after a restart.
-            retry=Retry(NoBackoff(), 1),
-        )
-        self._client = aioredis.Redis(connection_pool=pool)
+        self._client = connect_redis(url, timeout_s=timeout_s, max_connections=max_connections)
+        self.breaker = StoreBreaker("limits", self._where, failure_threshold=failure_threshold, cooldown_s=cooldown_s)
         # Reservation ids: a random per-process prefix and a counter (unique across replicas, no syscall).
         self._id_prefix = os.urandom(6).hex()
         self._ids = itertools.count(1)
@@ -111,6 +104,8 @@ class RedisLimitStore:
             key_prefix=config.key_prefix,
             timeout_s=config.store_timeout_s,
             concurrency_lease_s=config.concurrency_lease_s,
+            failure_threshold=config.breaker.failure_threshold,
+            cooldown_s=config.breaker.cooldown_s,
         )
 
     def _base(self, key_name: str) -> str:
@@ -118,13 +113,26 @@ class RedisLimitStore:
 
     async def _call(self, script: _Script, keys: list[str], args: list[str | int]) -> Any:
         try:
+            self.breaker.acquire()
+        except BreakerOpen as exc:
+            raise LimitStoreUnavailable(f"redis limit store: {exc}", retry_after_s=exc.retry_after_s) from None
+        try:
             async with asyncio.timeout(self._timeout_s):
-                return await script.run(self._client, keys, args)
-        except (RedisError, OSError, TimeoutError) as exc:
+                result = await script.run(self._client, keys, args)
+        except REDIS_ERRORS as exc:
+            if self.breaker.failure(exc):
+                await drop_idle_connections(self._client)
             detail = str(exc) or "no answer"
             raise LimitStoreUnavailable(
-                f"redis limit store at {self._where}: {type(exc).__name__}: {detail} (timeout {self._timeout_s} s)"
+                f"redis limit store at {self._where}: {type(exc).__name__}: {detail} (timeout {self._timeout_s} s)",
+                retry_after_s=self.breaker.retry_after_s(),
             ) from exc
+        except BaseException:  # cancelled mid-call: no verdict on Redis
+            self.breaker.abandon()
+            raise
+        if self.breaker.success():
+            await drop_idle_connections(self._client)
+        return result
 
     async def reserve(
         self, key_name: str, limits: KeyLimits, tokens: int, now: float | None = None
@@ -182,15 +190,16 @@ class RedisLimitStore:
         return int(reply) == 1
 
     async def check(self) -> None:
+        """PING, bounded by timeout_s. Bypasses the breaker (a probe must see the store itself), and
+        never changes it."""
         try:
             async with asyncio.timeout(self._timeout_s):
                 await self._client.ping()
-        except (RedisError, OSError, TimeoutError) as exc:
+        except REDIS_ERRORS as exc:
             raise LimitStoreUnavailable(f"redis limit store at {self._where}: {type(exc).__name__}: {exc}") from exc
 
     async def aclose(self) -> None:
-        await self._client.aclose()
-        await self._client.connection_pool.disconnect()
+        await close_redis(self._client)
 
     def __repr__(self) -> str:
         return f"RedisLimitStore({self._where}, prefix={self._prefix!r})"
