@@ -95,6 +95,14 @@ def simulate(
         float, typer.Option(help="Extra staleness of what the metrics adapter serves the HPA (s).", min=0)
     ] = 0.0,
     sync_period: Annotated[float, typer.Option(help="--horizontal-pod-autoscaler-sync-period (s).", min=1)] = 15.0,
+    sync_phase: Annotated[
+        float,
+        typer.Option(
+            help="Seconds from the start of the traffic to the autoscaler's first pass (then every sync period); "
+            "set it to a live controller's phase to replay a live run.",
+            min=0,
+        ),
+    ] = 5.0,
     tolerance: Annotated[float, typer.Option(help="--horizontal-pod-autoscaler-tolerance.", min=0)] = 0.1,
     downscale_stabilization: Annotated[
         float,

@@ -57,6 +57,7 @@ def simulate(
     dcgm_interval: Any,
     adapter_delay: Any,
     sync_period: Any,
+    sync_phase: Any,
     tolerance: Any,
     downscale_stabilization: Any,
     configurable_tolerance: Any,
@@ -116,6 +117,7 @@ def simulate(
             initial_replicas=initial_replicas,
             slo_ttft_s=slo_ttft / 1000.0,
             seed=seed,
+            hpa_phase_s=sync_phase,
         )
     except (SpecError, TrafficError, ProfileError, ConfigError, ValueError, _Fail) as exc:
         _fail(str(exc))

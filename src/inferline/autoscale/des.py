@@ -8,8 +8,8 @@ What runs when (simulated seconds):
     every pod transition     see lifecycle.py
     every scrape_interval    Prometheus scrapes every pod and the gateway          (phase 0)
     every dcgm_interval      the DCGM exporter refreshes GPU utilization           (phase 0)
-    every sync_period        the HPA reconciles                                    (phase HPA_PHASE_S)
-    every pollingInterval    KEDA polls its triggers (KEDA configs)               (phase HPA_PHASE_S)
+    every sync_period        the HPA reconciles                                    (phase hpa_phase_s)
+    every pollingInterval    KEDA polls its triggers (KEDA configs)               (phase hpa_phase_s)
     every probe_s            the simulator records the true state (plots, threshold breaches)
 """
 
@@ -71,6 +71,7 @@ class SimSettings:
     probe_s: float = 1.0
     tail_s: float = 120.0  # after the last arrival, requests get this long to finish
     seed: int = 0
+    hpa_phase_s: float = HPA_PHASE_S  # the HPA's (and KEDA's) first pass, seconds after the traffic starts
 
 
 @dataclass(slots=True)
@@ -202,9 +203,9 @@ class Simulation:
         self._push(0.0, _SCRAPE, None)
         self._push(coll.dcgm_interval_s - coll.gpu_util_window_s, _DCGM_PRE, None)
         self._push(coll.dcgm_interval_s, _DCGM, None)
-        self._push(HPA_PHASE_S, _HPA, None)
+        self._push(s.hpa_phase_s, _HPA, None)
         if self.keda is not None:
-            self._push(HPA_PHASE_S, _KEDA, None)
+            self._push(s.hpa_phase_s, _KEDA, None)
         self._push(s.probe_s, _PROBE, None)
         arrivals = self.traffic.arrival_s
         n = arrivals.size

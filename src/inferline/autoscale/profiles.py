@@ -26,7 +26,7 @@ import yaml
 
 from inferline.sim.profiles import PROFILES, Profile
 
-__all__ = ["ProfileError", "load_profile", "profile_to_dict"]
+__all__ = ["ProfileError", "load_profile", "profile_to_dict", "time_scaled"]
 
 _REQUIRED = ("max_model_len", "max_num_seqs", "kv_blocks", "max_num_batched_tokens", "step_base_s", "decode_seq_s")
 _INT_FIELDS = {"max_model_len", "max_num_seqs", "kv_blocks", "max_num_batched_tokens", "block_size"}
@@ -88,3 +88,20 @@ def profile_from_dict(data: dict[str, Any], where: str = "profile") -> Profile:
 
 def profile_to_dict(p: Profile) -> dict[str, Any]:
     return dataclasses.asdict(p)
+
+
+def time_scaled(p: Profile, scale: float) -> Profile:
+    """P with every modelled duration multiplied by SCALE: what `inferline sim --time-scale SCALE` runs."""
+    if scale <= 0:
+        raise ProfileError(f"time scale must be > 0; got {scale:g}")
+    if scale == 1:
+        return p
+    return dataclasses.replace(
+        p,
+        name=f"{p.name}-x{scale:g}",
+        description=f"{p.description}; every duration x {scale:g} (inferline sim --time-scale {scale:g})",
+        step_base_s=p.step_base_s * scale,
+        decode_seq_s=p.decode_seq_s * scale,
+        kv_token_s=p.kv_token_s * scale,
+        prefill_token_s=p.prefill_token_s * scale,
+    )
