@@ -68,6 +68,7 @@ def serve(
     }
     if embedded:
         cfg = _with_embedded_overrides(cfg, embedded)
+    _check_models_or_exit(cfg)
     from inferline.gateway.server import run_gateway
 
     run_gateway(cfg)
@@ -89,16 +90,21 @@ def engine(
 
     Useful to measure the engine without the gateway, or to run several engines behind one gateway.
     """
+    from inferline.backends.base import EngineStartError
     from inferline.backends.llamacpp import run_standalone_engine
     from inferline.config import EmbeddedEngineConfig
 
-    run_standalone_engine(
-        EmbeddedEngineConfig(
-            model_path=model_path, parallel=parallel, ctx_per_slot=ctx_per_slot, threads=threads, port=port
-        ),
-        host=host,
-        alias=alias,
-    )
+    try:
+        run_standalone_engine(
+            EmbeddedEngineConfig(
+                model_path=model_path, parallel=parallel, ctx_per_slot=ctx_per_slot, threads=threads, port=port
+            ),
+            host=host,
+            alias=alias,
+        )
+    except EngineStartError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 @config_app.command("check")
@@ -133,6 +139,22 @@ def _load_or_exit(path: Path | None, overrides: dict[str, Any]) -> Any:
     try:
         return load_config(path, overrides)
     except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _check_models_or_exit(cfg: Any) -> None:
+    """A missing model is the most common first-run failure: one line naming the fix, before anything starts."""
+    from inferline.backends.base import EngineStartError
+    from inferline.backends.llamacpp import check_embedded_models
+
+    try:
+        check_embedded_models([b for m in cfg.models for b in m.backends])
+    except EngineStartError as exc:
+        if cfg.server.log_level == "debug":
+            import traceback
+
+            traceback.print_exc()
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
 
