@@ -40,6 +40,13 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+def _max_fd() -> int:
+    try:
+        return max(256, os.sysconf("SC_OPEN_MAX"))
+    except (OSError, ValueError):
+        return 65536
+
+
 def _watch_lifeline() -> None:
     """Exit when stdin reaches end-of-file: the gateway stopped us or is gone."""
     try:
@@ -61,6 +68,9 @@ def main(argv: list[str]) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     _die_with_parent(parent_pid)
+    # Descriptors the gateway left inheritable (its listening socket is, for uvicorn's workers; uvloop's
+    # spawn does not close them): holding them would keep the gateway's port bound after it exits.
+    os.closerange(3, _max_fd())
     # The report pipe is fd 1; everything else anyone prints (llama.cpp, Python) goes to the gateway's stderr.
     out = os.dup(1)
     os.dup2(2, 1)

@@ -140,6 +140,7 @@ def start_llamacpp_server(cfg: EmbeddedEngineConfig, alias: str, host: str = "12
         p.verbosity = -1  # llama.cpp's per-token logs would drown ours
         p.cpuparams.n_threads = threads
         p.cpuparams_batch.n_threads = threads
+        before = _listening_sockets() if pick_in_kernel else {}
         try:
             server = xllamacpp.Server(p)
         except RuntimeError as exc:  # xllamacpp says only "Failed to init server, please check the input params"
@@ -151,7 +152,7 @@ def start_llamacpp_server(cfg: EmbeddedEngineConfig, alias: str, host: str = "12
                 "check that the file is a complete GGUF model of an architecture llama.cpp supports"
             ) from exc
         if pick_in_kernel:
-            port = _listening_port(host)
+            port = _listening_port(host, before)
         return server, port
     raise AssertionError("unreachable")
 
@@ -175,8 +176,8 @@ def _check_port_free(host: str, port: int) -> None:
             ) from None
 
 
-def _listening_port(host: str) -> int:
-    """The TCP port this process listens on (llama.cpp's, the only listening socket here), from /proc."""
+def _listening_sockets() -> dict[str, int]:
+    """This process's listening TCP sockets: inode -> port (from /proc; Linux)."""
     inodes = set()
     for fd in os.listdir("/proc/self/fd"):
         try:
@@ -185,6 +186,7 @@ def _listening_port(host: str) -> int:
             continue
         if target.startswith("socket:["):
             inodes.add(target[8:-1])
+    found = {}
     for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -193,8 +195,16 @@ def _listening_port(host: str) -> int:
         for line in lines:
             f = line.split()
             if f[3] == "0A" and f[9] in inodes:  # 0A = LISTEN
-                return int(f[1].rsplit(":", 1)[1], 16)
-    raise EngineStartError(f"llama.cpp started but no listening socket on {host} was found")
+                found[f[9]] = int(f[1].rsplit(":", 1)[1], 16)
+    return found
+
+
+def _listening_port(host: str, before: dict[str, int]) -> int:
+    """The port of the listening socket llama.cpp just opened (one that was not there before)."""
+    new = [port for inode, port in _listening_sockets().items() if inode not in before]
+    if len(new) != 1:
+        raise EngineStartError(f"llama.cpp started but its listening socket on {host} was not found ({new})")
+    return new[0]
 
 
 class LlamaCppEmbeddedBackend(OpenAIHTTPBackend):
