@@ -206,6 +206,14 @@ def _count_children(p: h.Proc) -> h.Proc:
     return p
 
 
+def _gateway_config(backend: dict[str, Any]) -> dict[str, Any]:
+    cfg = h.gateway_config([backend])
+    # 32 streams on 8 slots: the last of 4 waves waits ~3 requests' time (~35 s on llama.cpp): past the
+    # default queue timeout (30 s), which would turn the burst's tail into 429s.
+    cfg["admission"]["queue_timeout_s"] = 600
+    return cfg
+
+
 def start_llama(
     procs: h.Procs, threads: int, data: dict[str, Any], with_direct: bool = True
 ) -> tuple[dict[str, h.Proc], list[h.Proc]]:
@@ -220,19 +228,17 @@ def start_llama(
     procs.wait_http(eng, eng.url + "/health", 180)
     gw = h.start_gateway(
         procs,
-        h.gateway_config([{"name": "llama0", "kind": "llamacpp", "url": eng.url, "max_num_seqs": 8}]),
+        _gateway_config({"name": "llama0", "kind": "llamacpp", "url": eng.url, "max_num_seqs": 8}),
         name="gateway",
     )
     emb = h.start_gateway(
         procs,
-        h.gateway_config(
-            [
-                {
-                    "name": "embedded0",
-                    "kind": "embedded",
-                    "embedded": {"parallel": 8, "ctx_per_slot": 2048, "threads": threads},
-                }
-            ]
+        _gateway_config(
+            {
+                "name": "embedded0",
+                "kind": "embedded",
+                "embedded": {"parallel": 8, "ctx_per_slot": 2048, "threads": threads},
+            }
         ),
         name="embedded",
         timeout_s=180,
@@ -278,7 +284,7 @@ def start_vllm(procs: h.Procs, threads: int, data: dict[str, Any]) -> dict[str, 
     data["startup_s"]["vllm"] = p.started_s
     gw = h.start_gateway(
         procs,
-        h.gateway_config([{"name": "vllm0", "kind": "vllm", "url": p.url, "max_num_seqs": 8}]),
+        _gateway_config({"name": "vllm0", "kind": "vllm", "url": p.url, "max_num_seqs": 8}),
         name="gateway-vllm",
     )
     return {"direct": p, "via gateway": gw}
