@@ -104,3 +104,17 @@ def _engine_children_serving(model: Path) -> list[int]:
         if "inferline.backends.engine_child" in cmd and str(model) in cmd:
             found.append(int(pid))
     return found
+
+
+def test_standalone_engine_names_its_own_option(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.gguf"
+    r = subprocess.run(
+        [INFERLINE, "engine", "--port", str(free_port()), "--model-path", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert r.returncode != 0
+    lines = _error_lines(r.stderr)
+    assert len(lines) == 1 and lines[0].startswith(f"error: --model-path {missing} does not exist"), r.stderr
