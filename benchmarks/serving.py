@@ -87,7 +87,9 @@ def parse_args() -> argparse.Namespace:
     return ap.parse_args()
 
 
-def measure(url: str, procs_all: list[h.Proc], conc: int, window: float, warm: float, seed: int) -> dict[str, Any]:
+def measure(
+    url: str, procs_all: list[h.Proc], conc: int, window: float, warm: float, seed: int, llama: bool = False
+) -> dict[str, Any]:
     # 1 stream: back to back, cut at the end of the window; more: a burst, each request followed to its end
     load: dict[str, Any] = {"duration_s": window, "grace_s": 0.0, "request_timeout_s": 300.0}
     if conc > 1:
@@ -100,6 +102,10 @@ def measure(url: str, procs_all: list[h.Proc], conc: int, window: float, warm: f
         output={"mean": OUTPUT_LEN},
         ignore_eos=True,
         seed=seed,  # fresh prompts every run: llama.cpp's slots reuse a cached prompt prefix
+        # ... and the chat template's own prefix (SmolLM2's default system prompt) would still be cached from
+        # the run before: warmer on the separate engine, which serves two paths (direct, via gateway), than on
+        # the embedded one. Every llama.cpp prefill is whole, so no path inherits another's cache.
+        extra_body={"cache_prompt": False} if llama else {},
         **load,
     )
     if conc > 1:
@@ -176,7 +182,15 @@ def run_engine(
             for name in names[k:] + names[:k]:
                 seed = 1000 * conc + 10 * rnd + names.index(name)
                 # the first batch's prompts are prefilled first: count from later when many start at once
-                r = measure(paths[name].url, procs_all, conc, window, warm if conc > 1 else warm / 2, seed)
+                r = measure(
+                    paths[name].url,
+                    procs_all,
+                    conc,
+                    window,
+                    warm if conc > 1 else warm / 2,
+                    seed,
+                    llama=engine == "llama.cpp",
+                )
                 r.update(engine=engine, path=name, concurrency=conc, round=rnd + 1, direct=direct)
                 runs.append(r)
                 h.console.print(
