@@ -82,6 +82,7 @@ def serve(
     }
     if embedded:
         cfg = _with_embedded_overrides(cfg, embedded)
+    _check_models_or_exit(cfg)
     import asyncio
 
     from inferline.gateway.server import check_port, run_gateway
@@ -110,16 +111,21 @@ def engine(
 
     Useful to measure the engine without the gateway, or to run several engines behind one gateway.
     """
+    from inferline.backends.base import EngineStartError
     from inferline.backends.llamacpp import run_standalone_engine
     from inferline.config import EmbeddedEngineConfig
 
-    run_standalone_engine(
-        EmbeddedEngineConfig(
-            model_path=model_path, parallel=parallel, ctx_per_slot=ctx_per_slot, threads=threads, port=port
-        ),
-        host=host,
-        alias=alias,
-    )
+    try:
+        run_standalone_engine(
+            EmbeddedEngineConfig(
+                model_path=model_path, parallel=parallel, ctx_per_slot=ctx_per_slot, threads=threads, port=port
+            ),
+            host=host,
+            alias=alias,
+        )
+    except EngineStartError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 @config_app.command("check")
@@ -171,6 +177,22 @@ def _one_line(message: str, path: Path | None) -> str:
         return f"{source}: {problems[0]}"
     check = f"`inferline config check {path}`" if path else "`inferline config check FILE`"
     return f"{source}: {len(problems)} problems, the first: {problems[0]}; {check} lists them all"
+
+
+def _check_models_or_exit(cfg: Any) -> None:
+    """A missing model is the most common first-run failure: one line naming the fix, before anything starts."""
+    from inferline.backends.base import EngineStartError
+    from inferline.backends.llamacpp import check_embedded_models
+
+    try:
+        check_embedded_models([b for m in cfg.models for b in m.backends])
+    except EngineStartError as exc:
+        if cfg.server.log_level == "debug":
+            import traceback
+
+            traceback.print_exc()
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _with_embedded_overrides(cfg: Any, values: dict[str, Any]) -> Any:

@@ -114,7 +114,7 @@ class EmbeddedEngineConfig(_Section):
         0,
         ge=0,
         le=65535,
-        description="Loopback port the engine binds inside the process; 0 = pick a free one.",
+        description="Loopback port of the engine's child process (the gateway starts it); 0 = a free one.",
     )
 
 

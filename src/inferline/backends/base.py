@@ -90,3 +90,7 @@ class Backend(Protocol):
 
 class BackendConnectError(Exception):
     """The engine could not be reached (refused, reset, DNS): safe to retry elsewhere."""
+
+
+class EngineStartError(Exception):
+    """An engine this gateway owns cannot start; the message is one line that names the fix."""

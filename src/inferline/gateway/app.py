@@ -140,8 +140,9 @@ class Gateway:
                 try:
                     await self.startup()
                 except Exception as exc:
-                    log.exception("start-up failed")
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    # One line that names the cause (e.g. the model is missing); the traceback only at debug level.
+                    log.error("start-up failed: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
+                    await send({"type": "lifespan.startup.failed", "message": ""})  # logged above, once
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
