@@ -116,6 +116,8 @@ def test_engine_crash_ends_streams_with_an_error_event_then_it_restarts(gw: Proc
     r2 = httpx.post(gw.base_url + "/chat/completions", json={**LONG, "stream": False, "max_tokens": 2}, timeout=120)
     assert r2.status_code in (200, 503), r2.text
 
+    # /ready may still say 200 for one health interval after the crash: wait for the new child, then ready
+    wait_until(lambda: [p for p in engine_pids(gw.proc.pid) if p != pid], timeout=120, interval=0.2)
     wait_until(lambda: httpx.get(gw.url + "/ready", timeout=5).status_code == 200, timeout=120, interval=0.2)
     (new_pid,) = engine_pids(gw.proc.pid)
     assert new_pid != pid
