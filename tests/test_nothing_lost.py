@@ -48,7 +48,7 @@ EVENT_DEADLINE_S = 60.0
 
 def _tokens_predicted(gateway: Proc) -> int:
     """llamacpp:tokens_predicted_total of the gateway's embedded engine (its own port, named in the log)."""
-    m = re.search(r"embedded engine embedded-0: llama\.cpp on 127\.0\.0\.1:(\d+)", gateway.log())
+    m = re.search(r"embedded engine embedded-0: llama\.cpp (?:\(pid \d+\) )?on 127\.0\.0\.1:(\d+)", gateway.log())
     assert m is not None, "the gateway did not log its embedded engine's port"
     text = httpx.get(f"http://127.0.0.1:{m.group(1)}/metrics", timeout=10).text
     value = re.search(r"^llamacpp:tokens_predicted_total (\S+)$", text, re.MULTILINE)

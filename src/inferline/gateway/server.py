@@ -167,7 +167,8 @@ async def _serve(
     try:
         await server.startup()
     except RuntimeError as exc:
-        log.error("start-up failed%s: %s", who, exc)
+        if str(exc):  # an empty reason: the app has already logged the cause
+            log.error("start-up failed%s: %s", who, exc)
         return 1
     await server.serve(sock)
     _tune_gc()

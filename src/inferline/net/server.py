@@ -726,7 +726,8 @@ class _Lifespan:
         if mtype == "lifespan.startup.complete":
             self._started.set_result(None)
         elif mtype == "lifespan.startup.failed":
-            self._started.set_result(str(message.get("message") or "start-up failed"))
+            # An empty message: the app has logged the cause itself (once, one line); "" says so to the caller.
+            self._started.set_result(str(message.get("message") or ""))
         elif mtype == "lifespan.shutdown.complete":
             self._stopped.set_result(None)
         elif mtype == "lifespan.shutdown.failed":
