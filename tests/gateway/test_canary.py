@@ -11,11 +11,14 @@ from collections import Counter
 from typing import Any
 
 import httpx
+from rich.console import Console
 
 from inferline.config import CanaryConfig, InferlineConfig
 from inferline.gateway.app import build_app
 from inferline.gateway.canary import BASELINE, CANDIDATE, Canary
 from inferline.metrics import GatewayMetrics
+from inferline.observe.top import render
+from inferline.observe.topdata import ScrapeHistory, parse_scrape
 from inferline.sim import SimFleet
 
 
@@ -96,6 +99,8 @@ async def test_gateway_splits_labels_and_rolls_back_a_failing_candidate_without_
         await gateway.startup()
         try:
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+                top = ScrapeHistory(rate_window_s=1e9)  # what `inferline top` sees, over the whole test
+                top.add(parse_scrape((await client.get("/metrics")).text, at=0.0))
                 seen: Counter[str] = Counter()
                 for i in range(100):
                     r = await client.post(
@@ -110,6 +115,10 @@ async def test_gateway_splits_labels_and_rolls_back_a_failing_candidate_without_
                 again = await client.post("/v1/chat/completions", json=_body(), headers={"x-inferline-session": "u7"})
                 first = await client.post("/v1/chat/completions", json=_body(), headers={"x-inferline-session": "u7"})
                 assert again.headers["x-inferline-model"] == first.headers["x-inferline-model"], "sticky"
+                top.add(parse_scrape((await client.get("/metrics")).text, at=1.0))
+                view = next(m for m in top.frame().models if m.model == "base").canary
+                assert view is not None and view.candidate == "cand" and view.weight == 0.3 and not view.rolled_back
+                assert view.served_share == (seen["cand"] + (first.headers["x-inferline-model"] == "cand") * 2) / 102
 
                 fleet[1].respond_with(500, health=False)  # the candidate breaks; /health still answers
                 for i in range(200):
@@ -129,6 +138,11 @@ async def test_gateway_splits_labels_and_rolls_back_a_failing_candidate_without_
                     )
                     assert r.headers["x-inferline-model"] == "base"
                 metrics = (await client.get("/metrics")).text
+                top.add(parse_scrape(metrics, at=2.0))
+                console = Console(width=160, record=True)
+                console.print(render(top.frame(), "http://gw"))
+                screen = console.export_text()
+                assert "canary cand" in screen and "ROLLED BACK" in screen, screen
                 assert 'inferline_canary_rolled_back{candidate="cand",model="base"} 1.0' in metrics
                 assert 'inferline_canary_attempts_total{model="base",result="error",variant="candidate"}' in metrics
         finally:

@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from inferline.observe.rules import FRAGMENTATION_ALERT_RATIO, KV_USAGE_ALERT_RATIO, TTFT_P95_SLO_S
-from inferline.observe.topdata import BackendRow, Frame, NotInferline, ScrapeHistory, parse_scrape
+from inferline.observe.topdata import BackendRow, CanaryView, Frame, NotInferline, ScrapeHistory, parse_scrape
 
 __all__ = ["app", "render"]
 
@@ -86,6 +86,16 @@ def _ready(b: BackendRow) -> Text:
     return Text("yes", style="green") if b.ready else Text("DOWN", style="bold red")
 
 
+def _canary_cells(c: CanaryView) -> tuple[Text, Text]:
+    """The canary line under its model: the candidate, and the share it was given vs the share it served."""
+    name = Text(f"  canary {c.candidate}", style="magenta")
+    if c.rolled_back:
+        return name, Text("ROLLED BACK (weight 0)", style="bold red")
+    weight = "?" if c.weight is None else f"{c.weight:.0%}"
+    served = "" if c.served_share is None else f", served {c.served_share:.0%}"
+    return name, Text(f"weight {weight}{served}", style="magenta")
+
+
 def render(frame: Frame, url: str, status: str | None = None) -> Group:
     """One frame: a header line, the table, and at most two status lines (missing metrics, last error)."""
     hottest = frame.hottest
@@ -130,6 +140,8 @@ def render(frame: Frame, url: str, status: str | None = None) -> Group:
             Text(rejected, style="yellow"),
             _num(m.queue, alert=0),
         )
+        if m.canary is not None:
+            table.add_row(*_canary_cells(m.canary), *[""] * 10)
         for b in m.backends:
             hot = b is hottest
             name = Text(("▶ " if hot else "  ") + b.backend, style="bold red" if hot else "")

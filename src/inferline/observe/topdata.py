@@ -18,7 +18,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from inferline.observe.catalog import GATEWAY, sample_names
 from inferline.observe.rules import SERVER_ERROR_OUTCOMES
 
-__all__ = ["BackendRow", "Frame", "ModelRow", "NotInferline", "Scrape", "ScrapeHistory", "parse_scrape"]
+__all__ = [
+    "BackendRow",
+    "CanaryView",
+    "Frame",
+    "ModelRow",
+    "NotInferline",
+    "Scrape",
+    "ScrapeHistory",
+    "parse_scrape",
+]
 
 Labels = tuple[tuple[str, str], ...]
 _ERRORS = frozenset(SERVER_ERROR_OUTCOMES)
@@ -101,6 +110,16 @@ class BackendRow:
 
 
 @dataclass(slots=True)
+class CanaryView:
+    """A model's canary: the candidate, its configured share now, and the share it actually served."""
+
+    candidate: str
+    weight: float | None  # 0 after a rollback
+    rolled_back: bool
+    served_share: float | None  # candidate attempts / all attempts in the rate window
+
+
+@dataclass(slots=True)
 class ModelRow:
     model: str
     ready_backends: float | None
@@ -108,6 +127,7 @@ class ModelRow:
     requests_per_s: float | None
     rejected: float | None  # 429s in the rate window
     backends: list[BackendRow] = field(default_factory=list)
+    canary: CanaryView | None = None
 
 
 @dataclass(slots=True)
@@ -222,6 +242,22 @@ class ScrapeHistory:
                 total += value - before if value >= before else value
             return total
 
+        def canary(model: str) -> CanaryView | None:
+            for lab, weight in now.series("inferline_canary_weight").items():
+                d = dict(lab)
+                if d.get("model") != model:
+                    continue
+                candidate = d.get("candidate", "?")
+                served = delta("inferline_canary_attempts_total", rate_base, model=model, variant="candidate")
+                every = delta("inferline_canary_attempts_total", rate_base, model=model)
+                return CanaryView(
+                    candidate=candidate,
+                    weight=_finite(weight),
+                    rolled_back=(now.get("inferline_canary_rolled_back", model=model, candidate=candidate) or 0) >= 1,
+                    served_share=served / every if served is not None and every else None,
+                )
+            return None
+
         backends: dict[str, list[str]] = {}
         for name in (
             "inferline_backend_healthy",
@@ -267,6 +303,7 @@ class ScrapeHistory:
                     )
                 )
             row.backends.sort(key=lambda r: r.heat, reverse=True)
+            row.canary = canary(model)
             models.append(row)
         models.sort(key=lambda m: max((b.heat for b in m.backends), default=0.0), reverse=True)
         return Frame(models, rate_dt, q_dt, missing)
