@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from inferline.config import ConfigError, load_config
+from inferline.config import ConfigError, load_config, one_line_config_error
 from inferline.errors import StartupError
 
 app = typer.Typer(
@@ -163,20 +163,8 @@ def _load_or_exit(path: Path | None, overrides: dict[str, Any], one_line: bool =
     try:
         return load_config(path, overrides)
     except ConfigError as exc:
-        typer.echo(f"error: {_one_line(str(exc), path) if one_line else exc}", err=True)
+        typer.echo(f"error: {one_line_config_error(str(exc), path) if one_line else exc}", err=True)
         raise typer.Exit(1) from None
-
-
-def _one_line(message: str, path: Path | None) -> str:
-    """A multi-problem config error as one line: the first problem, and where to see them all."""
-    head, *problems = [line.strip().removeprefix("- ") for line in message.splitlines() if line.strip()]
-    if not problems:
-        return head
-    source = head.split(": ", 1)[0]
-    if len(problems) == 1:
-        return f"{source}: {problems[0]}"
-    check = f"`inferline config check {path}`" if path else "`inferline config check FILE`"
-    return f"{source}: {len(problems)} problems, the first: {problems[0]}; {check} lists them all"
 
 
 def _check_models_or_exit(cfg: Any) -> None:

@@ -541,26 +541,43 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return f"{problem}{where}"
 
 
+def one_line_config_error(message: str, path: Path | None) -> str:
+    """A multi-problem config error as one line: the first problem, and where to see them all."""
+    head, *problems = [line.strip().removeprefix("- ") for line in message.splitlines() if line.strip()]
+    if not problems:
+        return head
+    source = head.split(": ", 1)[0]
+    if len(problems) == 1:
+        return f"{source}: {problems[0]}"
+    check = f"`inferline config check {path}`" if path else "`inferline config check FILE`"
+    return f"{source}: {len(problems)} problems, the first: {problems[0]}; {check} lists them all"
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping ({} when empty); ConfigError in one line naming the file."""
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory; give the YAML file itself") from None
+    except OSError as exc:  # permissions, I/O errors: one line naming the file and the cause
+        raise ConfigError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return loaded or {}
+
+
 def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> InferlineConfig:
     """The effective configuration: `overrides` ("section.key": value, from CLI flags) > INFERLINE_* env > YAML."""
     data: dict[str, Any] = {}
     source = str(path) if path else "config"
     if path is not None:
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise ConfigError(f"{path}: is a directory; give the YAML file itself") from None
-        except OSError as exc:  # permissions, I/O errors: one line naming the file and the cause
-            raise ConfigError(f"{path}: cannot read it: {exc.strerror or exc}") from None
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping")
-        data = loaded or {}
+        data = read_yaml_mapping(path)
     unknown = _unknown_env_sections()
     if unknown:
         known = ", ".join(InferlineConfig.model_fields)

@@ -71,3 +71,14 @@ def test_bad_workloads(overrides: dict[str, object], message: str) -> None:
 
 def test_default_peak_is_three_times_the_mean() -> None:
     assert Workload(requests_per_day=8640).peak == pytest.approx(0.3)
+
+
+def test_every_problem_is_named_at_once(tmp_path: Path) -> None:
+    """A typo and what it hides are both reported: the user fixes the file in one go, not one error per run."""
+    f = tmp_path / "w.yaml"
+    f.write_text("requests_per_dya: 100\nquality: poetry\n")
+    with pytest.raises(WorkloadError) as exc:
+        load_workload(f, {})
+    text = str(exc.value)
+    assert "requests_per_day: required" in text and "requests_per_dya: unknown key" in text and "quality" in text
+    assert "\n" not in text

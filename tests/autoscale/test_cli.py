@@ -69,6 +69,8 @@ def test_bad_input_is_one_line_with_a_nonzero_exit(tmp_path: Path) -> None:
     empty.write_text("arrival_s,prompt_tokens,output_tokens\n")
     bad = tmp_path / "values.yaml"
     bad.write_text("autoscaling:\n  minReplicas: 12\n  maxReplicas: 10\n  targetGPUUtilization: 75\n")
+    chart_values = tmp_path / "chart-values.yaml"  # what `inferline deploy render` writes: per-engine values
+    chart_values.write_text("engines:\n  - name: llama\n    autoscaling: {mode: hpa, minReplicas: 2}\n")
     cases = [
         (["--traffic", str(empty)], "has no requests"),
         (["--hpa", str(bad)], "autoscaling.minReplicas (12) is above autoscaling.maxReplicas (10)"),
@@ -76,6 +78,9 @@ def test_bad_input_is_one_line_with_a_nonzero_exit(tmp_path: Path) -> None:
         (["--preset", "fastest"], "neither a preset"),
         (["--load-time", "soon"], "--load-time"),
         (["--traffic", "step:base=1"], "missing peak="),
+        (["--traffic", "bogus:rate=1"], "unknown traffic shape 'bogus'"),
+        (["--hpa", str(tmp_path)], "is a directory"),
+        (["--hpa", str(chart_values)], "the Helm chart's values"),
     ]
     for args, message in cases:
         result = CliRunner().invoke(root, ["autoscale", "simulate", *args])

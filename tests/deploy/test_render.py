@@ -168,3 +168,27 @@ def test_render_help_documents_every_option() -> None:
     proc = subprocess.run([INFERLINE, "deploy", "render", "--help"], capture_output=True, text=True, timeout=60)
     for option in ("--config", "--out", "--values", "--manifests", "--release", "--namespace", "--helm", "--chart"):
         assert option in proc.stdout
+
+
+def test_unreadable_inputs_and_outputs_are_one_line_and_nothing_is_written(tmp_path: Path) -> None:
+    """A directory or non-UTF-8 file as --config, a file as --out, a helm that is not there: `error: ...`, exit 1."""
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    cases = [
+        (["--config", str(tmp_path), "--out", str(tmp_path / "a")], "is a directory"),
+        (["--config", str(binary), "--out", str(tmp_path / "b")], "not UTF-8"),
+    ]
+    source = tmp_path / "inferline.yaml"
+    source.write_text(yaml.safe_dump(BASE))
+    cases += [
+        (["--config", str(source), "--out", str(taken)], "is a file; give a directory"),
+        (["--config", str(source), "--out", str(tmp_path / "c"), "--manifests", "--helm", "/no/helm"], "--helm"),
+    ]
+    for args, message in cases:
+        result = CliRunner().invoke(app, ["deploy", "render", *args])
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), (args, result.exception)
+        assert result.stderr.startswith("error: ") and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "c").exists(), "a failed --manifests must not leave values.yaml behind"

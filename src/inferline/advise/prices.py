@@ -12,6 +12,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from inferline.advise.problems import validation_problems
+
 __all__ = ["EXAMPLE_PRICES", "ApiPrice", "Prices", "PricesError", "load_prices"]
 
 EXAMPLE_PRICES = Path(__file__).with_name("prices.example.yaml")
@@ -86,10 +88,4 @@ def load_prices(path: Path | None = None) -> Prices:
     try:
         return Prices.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors()
-        first = errors[0]
-        where = ".".join(str(x) for x in first["loc"]) or "(top level)"
-        kind = first["type"]
-        msg = {"missing": "required", "extra_forbidden": "unknown field (typo?)"}.get(kind, first["msg"])
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise PricesError(f"{path}: {where}: {msg}{more}") from None
+        raise PricesError(f"{path}: {validation_problems(exc, unknown='unknown field (typo?)')}") from None

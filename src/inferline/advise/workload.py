@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from inferline.advise.problems import validation_problems
 from inferline.autoscale.dist import Dist
 
 __all__ = ["Quality", "Workload", "WorkloadError", "load_workload"]
@@ -121,13 +122,10 @@ def load_workload(path: Path | None, overrides: dict[str, Any]) -> Workload:
         data.setdefault("name", path.stem)
     data.update({k: v for k, v in overrides.items() if v is not None})
     where = str(path) if path is not None else "workload"
-    if "requests_per_day" not in data:
-        raise WorkloadError(f"{where}: requests_per_day: required (--requests-per-day)")
     try:
         return Workload.model_validate(data)
     except ValidationError as exc:
-        e = exc.errors()[0]
-        loc = ".".join(str(x) for x in e["loc"])
-        msg = {"missing": "required", "extra_forbidden": "unknown key (typo?)"}.get(e["type"], e["msg"])
-        msg = msg.removeprefix("Value error, ")
-        raise WorkloadError(f"{where}: {loc + ': ' if loc else ''}{msg}") from None
+        problems = validation_problems(exc).replace(
+            "requests_per_day: required", "requests_per_day: required (--requests-per-day)"
+        )
+        raise WorkloadError(f"{where}: {problems}") from None

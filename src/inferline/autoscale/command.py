@@ -77,6 +77,8 @@ def simulate(
     try:
         prof = load_profile(profile).with_overrides(max_num_seqs=max_num_seqs, kv_blocks=kv_blocks)
         for f in hpa or []:
+            if f.is_dir():
+                raise _Fail(f"--hpa {f}: is a directory; give the YAML file itself")
             if not f.is_file():
                 raise _Fail(f"--hpa {f}: no such file")
         items = [*(str(p) for p in hpa or []), *(preset or [])]
@@ -158,6 +160,10 @@ def _admission(
 
 def _traffic(spec: str, duration: float | None, prompt: str, output: str, seed: int) -> Traffic:
     if spec.split(":", 1)[0] not in SHAPES:
+        if not Path(spec).exists() and ":" in spec:  # meant as a shape, misspelt: say so, not "no such file"
+            raise TrafficError(
+                f"unknown traffic shape {spec.split(':', 1)[0]!r}; known: {', '.join(SHAPES)} (or a trace file)"
+            )
         tr = load_trace(Path(spec))
         if duration is not None:
             keep = tr.arrival_s < duration

@@ -255,10 +255,12 @@ def load_autoscaler(item: str, max_num_seqs: int = 256) -> AutoscalerConfig:
     path = Path(item)
     if not path.exists():
         raise SpecError(f"{item}: not a preset ({', '.join(PRESETS)}) and no such file")
+    if path.is_dir():
+        raise SpecError(f"{item}: is a directory; give the YAML file itself")
     try:
         docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
+        raise SpecError(f"{path}: not readable YAML ({str(exc).splitlines()[0]})") from None
     if not docs:
         raise SpecError(f"{path}: empty")
     by_kind = {d.get("kind"): d for d in docs if isinstance(d, dict)}
@@ -278,6 +280,13 @@ def load_autoscaler(item: str, max_num_seqs: int = 256) -> AutoscalerConfig:
             return AutoscalerConfig(name, cfg.hpa, cfg.keda, str(path), cfg.values)
     except SpecError as exc:
         raise SpecError(f"{path}: {exc}") from None
+    if isinstance(docs[0], dict) and isinstance(docs[0].get("engines"), list):
+        # The chart's values (deploy render's values.yaml): the chart turns them into the HPA/ScaledObject;
+        # reading its output, not a second copy of its templates, keeps one source of truth.
+        raise SpecError(
+            f"{path}: these are the Helm chart's values; simulate what the chart renders from them: "
+            "`inferline deploy render -c inferline.yaml --out DIR --manifests`, then `--hpa DIR/manifests.yaml`"
+        )
     raise SpecError(f"{path}: no HorizontalPodAutoscaler, ScaledObject or `autoscaling:` values in it")
 
 

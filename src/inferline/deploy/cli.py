@@ -11,7 +11,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 import yaml
 
-from inferline.config import ConfigError, load_config
+from inferline.config import ConfigError, load_config, read_yaml_mapping
 
 __all__ = ["app"]
 
@@ -52,16 +52,9 @@ def merge_values(base: dict[str, Any], override: dict[str, Any]) -> dict[str, An
 
 def _read_yaml(path: Path, what: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        _fail(f"{what} {path}: no such file")
-    except yaml.YAMLError as exc:
-        _fail(f"{what} {path}: not valid YAML: {exc}")
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        _fail(f"{what} {path}: the top level must be a mapping")
-    return data
+        return read_yaml_mapping(path)
+    except ConfigError as exc:
+        _fail(f"{what} {exc}")
 
 
 @app.command()
@@ -97,11 +90,11 @@ def render(
     """
     from inferline.deploy.render import RenderError, render_values
 
-    raw = _read_yaml(config, "config")
     try:
-        cfg = load_config(config)
+        cfg = load_config(config)  # file, YAML and schema problems: one line each
     except ConfigError as exc:
         _fail(str(exc))
+    raw = _read_yaml(config, "config")
     try:
         rendered = render_values(raw, cfg)
     except RenderError as exc:
@@ -109,7 +102,21 @@ def render(
     result = rendered.values
     if values is not None:
         result = merge_values(result, _read_yaml(values, "values"))
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out}: is a file; give a directory (it is created if missing)")
+    binary: str | None = None
+    if manifests:  # before anything is written: a missing helm must not leave half the output behind
+        binary = helm or shutil.which("helm") or (str(TOOLS_HELM) if TOOLS_HELM.exists() else None)
+        if binary is None:
+            _fail("--manifests needs helm: put it on PATH, pass --helm, or run scripts/deploy/tools.sh")
+        if shutil.which(binary) is None:
+            _fail(f"--helm {binary}: not an executable file")
+        if not (chart / "Chart.yaml").exists():
+            _fail(f"--manifests: no chart at {chart}; pass --chart DIR (deploy/helm/inferline of a checkout)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _fail(f"--out {out}: cannot create it: {exc.strerror or exc}")
     values_path = out / "values.yaml"
     header = f"# Rendered by `inferline deploy render --config {config}`; edit that file, not this one.\n"
     values_path.write_text(header + yaml.safe_dump(result, sort_keys=False, width=120))
@@ -117,11 +124,7 @@ def render(
         typer.echo(f"note: {note}", err=True)
     typer.echo(f"wrote {values_path}")
     if manifests:
-        binary = helm or shutil.which("helm") or (str(TOOLS_HELM) if TOOLS_HELM.exists() else None)
-        if binary is None:
-            _fail("--manifests needs helm: put it on PATH, pass --helm, or run scripts/deploy/tools.sh")
-        if not (chart / "Chart.yaml").exists():
-            _fail(f"--manifests: no chart at {chart}; pass --chart DIR (deploy/helm/inferline of a checkout)")
+        assert binary is not None
         cmd = [binary, "template", release, str(chart), "-n", namespace, "-f", str(values_path)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HELM_NO_PLUGINS": "1"})
         if proc.returncode != 0:

@@ -115,7 +115,9 @@ def _error_text(resp: httpx.Response) -> str:
         msg = err.get("message") if isinstance(err, dict) else None
         return str(msg or err)[:300]
     except ValueError:
-        return resp.text[:300]
+        if "html" in resp.headers.get("content-type", "") or resp.text.lstrip()[:1] == "<":
+            return "an HTML page, not an OpenAI-compatible API (is the base URL right? it usually ends in /v1)"
+        return " ".join(resp.text.split())[:200]  # one line
 
 
 class Endpoint:

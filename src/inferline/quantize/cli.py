@@ -32,12 +32,12 @@ def _fail(msg: str) -> typer.Exit:
 
 
 def _config_tags(config: Path, model_name: str) -> list[str]:
-    from inferline.config import ConfigError, load_config
+    from inferline.config import ConfigError, load_config, one_line_config_error
 
     try:
         cfg = load_config(config)
     except ConfigError as exc:
-        raise QuantizeError(str(exc).splitlines()[0]) from None
+        raise QuantizeError(one_line_config_error(str(exc), config)) from None
     entry = cfg.model(model_name)
     if entry is None:
         names = ", ".join(m.name for m in cfg.models)
