@@ -25,7 +25,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,8 @@ from typing import Any
 import orjson
 from rich.console import Console
 from rich.table import Table
+
+from inferline.net.ports import free_port, free_ports
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -117,34 +118,6 @@ def machine_busy_s() -> float:
     fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
     return (sum(fields[:8]) - idle) / CLK_TCK
-
-
-def free_port() -> int:
-    """A loopback port free now (the kernel's pick)."""
-    return free_ports(1)
-
-
-def free_ports(n: int) -> int:
-    """A base port P such that P..P+n-1 are free now (for `inferline sim --port P --count n`)."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if n == 1:
-            return base
-        if base + n >= 65000:
-            continue
-        ok = True
-        for p in range(base, base + n):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free port range")
 
 
 def loadavg() -> list[float]:

@@ -2,9 +2,12 @@
 # Run the non-heavy test tier N times in a row while every CPU core is kept busy, to prove the suite
 # does not depend on a quiet machine. Prints pass/fail and wall time per run, then the total.
 #
-#   scripts/stress-tests.sh [-n RUNS] [-w WORKERS] [-l LOAD%] [-o LOGDIR] [PYTEST ARGS...]
+#   scripts/stress-tests.sh [-n RUNS] [-j JOBS] [-w WORKERS] [-l LOAD%] [-o LOGDIR] [PYTEST ARGS...]
 #
 #   -n RUNS     how many consecutive runs (default 10)
+#   -j JOBS     run each pass as JOBS pytest processes side by side (pytest-xdist, a test file per
+#               process at a time; default 1). Every test still runs once per pass; the tests then
+#               also compete with each other for the cores: a harsher load, and a shorter pass
 #   -w WORKERS  CPU burners (default: one per core, `nproc`)
 #   -l LOAD%    each burner's duty cycle, 1-100 (default 100: a core fully taken)
 #   -o LOGDIR   where each run's pytest output goes (default: a new /tmp/inferline-stress-XXXX)
@@ -12,6 +15,7 @@
 #
 # Examples:
 #   scripts/stress-tests.sh                                    # the whole non-heavy tier, 10 times
+#   scripts/stress-tests.sh -j 2                               # the same, two pytest processes side by side
 #   scripts/stress-tests.sh -n 3 tests/client/test_client_engine.py tests/test_nothing_lost.py
 #
 # The load comes from stress-ng (installed from apt when missing); where it cannot be installed, a
@@ -20,13 +24,15 @@
 set -uo pipefail
 
 runs=10
+jobs=1
 workers=$(nproc)
 load=100
 logdir=""
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-while getopts "n:w:l:o:h" opt; do
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+while getopts "n:j:w:l:o:h" opt; do
   case $opt in
     n) runs=$OPTARG ;;
+    j) jobs=$OPTARG ;;
     w) workers=$OPTARG ;;
     l) load=$OPTARG ;;
     o) logdir=$OPTARG ;;
@@ -35,6 +41,7 @@ while getopts "n:w:l:o:h" opt; do
 done
 shift $((OPTIND - 1))
 [[ $runs =~ ^[0-9]+$ && $runs -ge 1 ]] || { echo "stress-tests.sh: -n must be a positive integer" >&2; exit 2; }
+[[ $jobs =~ ^[0-9]+$ && $jobs -ge 1 ]] || { echo "stress-tests.sh: -j must be a positive integer" >&2; exit 2; }
 [[ $workers =~ ^[0-9]+$ && $workers -ge 1 ]] || { echo "stress-tests.sh: -w must be a positive integer" >&2; exit 2; }
 [[ $load =~ ^[0-9]+$ && $load -ge 1 && $load -le 100 ]] || { echo "stress-tests.sh: -l must be 1-100" >&2; exit 2; }
 
@@ -44,6 +51,10 @@ py=${PYTHON:-$root/.venv/bin/python}
 [[ -n $logdir ]] || logdir=$(mktemp -d /tmp/inferline-stress-XXXX)
 mkdir -p "$logdir"
 if [[ $# -eq 0 ]]; then set -- -m "not heavy"; fi
+if [[ $jobs -gt 1 ]]; then
+  "$py" -c "import xdist" 2>/dev/null || { echo "stress-tests.sh: -j needs pytest-xdist (make install)" >&2; exit 2; }
+  set -- -n "$jobs" --dist loadfile "$@"
+fi
 
 if ! command -v stress-ng >/dev/null && [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
   echo "stress-tests.sh: installing stress-ng from apt" >&2

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,16 +16,11 @@ from pathlib import Path
 import httpx
 import yaml
 
+from inferline.net.ports import free_port
+
 BIN = Path(sys.executable).parent
 INFERLINE = str(BIN / "inferline")
 SKIP_HEAVY = os.environ.get("INFERLINE_SKIP_HEAVY") == "1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 REDIS_SH = Path(__file__).resolve().parents[1] / "scripts" / "redis.sh"

@@ -47,6 +47,7 @@ from inferline.autoscale.livedns import ServiceDns
 from inferline.autoscale.livefleet import FleetConfig, GatewayWatcher, ProcessFleet, loopback_addresses, process_cpu_s
 from inferline.autoscale.promclient import MetricQueries, PrometheusAPI, Series
 from inferline.autoscale.sources import Quantity, resolve_metric
+from inferline.net.ports import free_port
 from inferline.observe.scrape import render_scrape_config
 
 __all__ = ["LiveRun", "LiveSettings", "run_live"]
@@ -177,15 +178,6 @@ def run_live(
     return asyncio.run(run.run())
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class _Run:
     def __init__(
         self, settings: LiveSettings, workdir: Path, prometheus_script: Path, say: Say, during: DuringLoad | None
@@ -293,7 +285,7 @@ class _Run:
             raise ValueError(f"initial replicas {s.initial_replicas} outside {hpa.min_replicas}..{hpa.max_replicas}")
         t_setup = time.monotonic()
         sampler = asyncio.create_task(self._sample_load())
-        port, gw_port, prom_port = _free_port(), _free_port(), _free_port()
+        port, gw_port, prom_port = free_port(), free_port(), free_port()
         gw_url, prom_url = f"http://127.0.0.1:{gw_port}", f"http://127.0.0.1:{prom_port}"
         addresses = loopback_addresses(hpa.max_replicas + 4)
         dns = ServiceDns(SERVICE_NAME, ttl=1)
