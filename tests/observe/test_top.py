@@ -101,6 +101,7 @@ def test_live_view_refreshes_and_quits_cleanly_on_q_and_ctrl_c(fleet: tuple[Proc
     if pid == 0:  # the child: `inferline top` on a terminal
         os.execv(INFERLINE, [INFERLINE, "top", "--url", gateway.url, "--interval", "0.2"])
     screen = b""
+    done = 0
     try:
         deadline = time.monotonic() + 30
         while screen.count(b"inferline top") < 3:  # the header is drawn again on each refresh
@@ -115,12 +116,17 @@ def test_live_view_refreshes_and_quits_cleanly_on_q_and_ctrl_c(fleet: tuple[Proc
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
                 break
-            assert time.monotonic() < deadline, "inferline top did not exit"
+            assert time.monotonic() < deadline, (
+                "inferline top did not exit:\n" + screen.decode(errors="replace")[-2000:]
+            )
             try:
                 screen += os.read(fd, 65536)
             except OSError:
                 time.sleep(0.05)
     finally:
         os.close(fd)
+        if not done:  # a failed assertion above: do not leave it running
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
     assert b"sim-0" in screen and b"Traceback" not in screen

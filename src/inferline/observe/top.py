@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -187,17 +188,43 @@ def _keys() -> Iterator[bool]:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-def _wait_for_q(seconds: float, keys: bool) -> bool:
-    """Sleep SECONDS, or less if q is pressed; True when it was."""
-    if not keys:
-        time.sleep(seconds)
-        return False
+class _CtrlC:
+    """Ctrl-C as a request to quit, checked between refreshes, not a KeyboardInterrupt raised wherever the
+    main thread is: raised inside rich's or httpx's locks it can leave one held, and the exit then hangs
+    (seen once under heavy load). The signal's wakeup fd ends the wait at once."""
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self.fd = -1
+
+    def __enter__(self) -> _CtrlC:
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        self.fd, self._w = r, w
+        self._old_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        self._old_wakeup = signal.set_wakeup_fd(w)
+        return self
+
+    def _on_sigint(self, _signum: int, _frame: object) -> None:
+        self.pressed = True
+
+    def __exit__(self, *_exc: object) -> None:
+        signal.set_wakeup_fd(self._old_wakeup)
+        signal.signal(signal.SIGINT, self._old_handler)
+        os.close(self.fd)
+        os.close(self._w)
+
+
+def _wait_for_q(seconds: float, keys: bool, ctrl_c: _CtrlC) -> bool:
+    """Sleep SECONDS, or less if q or Ctrl-C is pressed; True when one was."""
     end = time.monotonic() + seconds
-    while (left := end - time.monotonic()) > 0:
-        ready, _, _ = select.select([sys.stdin], [], [], left)
-        if ready and os.read(sys.stdin.fileno(), 1).lower() == b"q":
+    watch = [sys.stdin, ctrl_c.fd] if keys else [ctrl_c.fd]
+    while not ctrl_c.pressed and (left := end - time.monotonic()) > 0:
+        ready, _, _ = select.select(watch, [], [], left)
+        if sys.stdin in ready and os.read(sys.stdin.fileno(), 1).lower() == b"q":
             return True
-    return False
+    return ctrl_c.pressed
 
 
 @app.callback(invoke_without_command=True)
@@ -235,14 +262,17 @@ def top(
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
         status: str | None = None
-        try:
-            with _keys() as keys, Live(render(history.frame(), url), console=console, screen=False) as live:
-                while not _wait_for_q(interval, keys):
-                    try:
-                        take(client, url, history)
-                        status = None
-                    except ScrapeError as exc:  # keep the last good data on screen, say what failed
-                        status = f"{datetime.now():%H:%M:%S} last scrape failed: {exc}"
-                    live.update(render(history.frame(), url, status))
-        except KeyboardInterrupt:
-            pass
+        with (
+            _CtrlC() as ctrl_c,
+            _keys() as keys,
+            Live(render(history.frame(), url), console=console, screen=False) as live,
+        ):
+            while not _wait_for_q(interval, keys, ctrl_c):
+                try:
+                    take(client, url, history)
+                    status = None
+                except ScrapeError as exc:  # keep the last good data on screen, say what failed
+                    status = f"{datetime.now():%H:%M:%S} last scrape failed: {exc}"
+                if ctrl_c.pressed:
+                    break
+                live.update(render(history.frame(), url, status))
