@@ -19,25 +19,13 @@ class EngineLoad:
     observed_at: float  # time.monotonic() of the reading
 
 
-class EventBatch(list[bytes]):
-    """The payloads of the SSE events one network read completed, and those events' bytes as they came
-    (`raw`): the relay may forward `raw` untouched when every event in it is a plain content token."""
-
-    __slots__ = ("raw",)
-
-    def __init__(self, payloads: list[bytes], raw: bytes) -> None:
-        super().__init__(payloads)
-        self.raw = raw
-
-
 class UpstreamResponse(Protocol):
     """An engine's answer whose headers have arrived; the body is read lazily (backpressure)."""
 
     status: int
 
     def event_batches(self) -> AsyncIterator[list[bytes]]:
-        """The payloads of the SSE `data:` lines each network read completed, read only when asked for
-        (an EventBatch, with the read's bytes, where the backend has them)."""
+        """The payloads of the SSE `data:` lines each network read completed, read only when asked for."""
         ...
 
     async def read(self, limit_bytes: int) -> bytes: ...

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from inferline.backends.base import BackendConnectError, EngineLoad, EventBatch
+from inferline.backends.base import BackendConnectError, EngineLoad
 from inferline.backends.prom_text import info_labels, sum_by_name
 from inferline.config import BackendConfig, BackendKind, RoutingConfig
 from inferline.net.client import HttpPool, Response
@@ -83,21 +83,18 @@ class _EventBatches:
     def __aiter__(self) -> _EventBatches:
         return self
 
-    async def __anext__(self) -> EventBatch:
+    async def __anext__(self) -> list[bytes]:
         while not self._done:
             data = await self._chunks()
             if not data:
                 self._done = True
                 tail = self._tail
                 if tail[:5] == b"data:":
-                    return EventBatch([tail[5:].strip()], tail)
+                    return [tail[5:].strip()]
                 break
-            buf = self._tail + data
-            *lines, rest = buf.split(b"\n")
-            self._tail = rest
-            payloads = [line[5:].strip() for line in lines if line[:5] == b"data:"]
+            payloads, self._tail = split_sse(self._tail, data)
             if payloads:
-                return EventBatch(payloads, buf[: len(buf) - len(rest)])
+                return payloads
         raise StopAsyncIteration
 
 
