@@ -107,6 +107,11 @@ def _stream(rng: random.Random) -> tuple[list[bytes], int]:
         elif kind < 0.25:
             events.append(b'{"choices":[{"index":0,"delta":{"content":""},"finish_reason":null}]}')  # no token
             events.append(_chunk(rng, ' "quoted" \\n "finish_reason":"stop"'))
+        elif kind < 0.3:  # the token events' bytes around a text, but no text and a finish in between
+            shell = _chunk(rng, "TEXT").split(b"TEXT")
+            events.append(shell[0] + b'"},"finish_reason":"stop","x":{"y":"' + shell[1])
+        elif kind < 0.35:  # text that also appears elsewhere in the event: no shape learned from it
+            events.append(_chunk(rng, rng.choice(["m", "c1", "chat.completion.chunk", "index"])))
         else:
             events.append(_chunk(rng, f" w{i}"))
     events.append(b'{"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}')

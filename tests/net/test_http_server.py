@@ -69,6 +69,13 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         EVENTS["waiting"] = True
         await gone.wait()
         EVENTS["callback"] = True
+    elif path == "/inject":  # a header value that would smuggle a header of its own
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-a", b"1\r\nx-evil: 1")]})
+        await send({"type": "http.response.body", "body": b"body"})
+    elif path == "/own-framing":  # the app frames the body itself and asks to close
+        headers = [(b"Content-Length", b"2"), (b"Connection", b"close")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
     elif path == "/boom":
         raise RuntimeError("bug")
     else:
@@ -156,6 +163,21 @@ async def test_app_error_is_a_500_in_openai_shape() -> None:
     head, _, body = out.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 500")
     assert orjson.loads(body)["error"]["type"] == "server_error"
+
+
+async def test_a_header_with_a_line_break_never_reaches_the_client() -> None:
+    async with serving() as (_, port):
+        out = await raw(port, b"GET /inject HTTP/1.1\r\nhost: x\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 500 ")
+    assert b"x-evil" not in out and b"body" not in out
+
+
+async def test_the_apps_own_framing_headers_are_kept_not_doubled() -> None:
+    async with serving() as (_, port):
+        out = await raw(port, b"GET /own-framing HTTP/1.1\r\nhost: x\r\n\r\n")  # connection: close ends it
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert body == b"ok"
+    assert head.lower().count(b"content-length") == 1 and b"transfer-encoding" not in head.lower()
 
 
 async def test_malformed_request_is_a_400() -> None:

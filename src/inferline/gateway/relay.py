@@ -144,12 +144,17 @@ class Relay:
         itls: list[float] = []
         monotonic_ns = time.monotonic_ns
         include_usage = parsed.include_usage
+        shape = TokenShape()
         tokens = 0
         try:
             while True:
                 tokens = 0
                 now = monotonic_ns()
                 for payload in batch:
+                    if shape.matches(payload):
+                        tokens += 1
+                        out.append(payload)
+                        continue
                     if payload == b"[DONE]":
                         out.append(payload)
                         _count_tokens(delivery, state, itls, tokens, now)
@@ -172,6 +177,8 @@ class Relay:
                     has_token, finish = _chunk_has_token(obj)
                     if has_token:
                         tokens += 1
+                        if finish is None and "usage" not in obj:
+                            shape.learn(payload, obj)
                     if finish or "usage" in obj:
                         _account_chunk(delivery, obj, finish)
                         if obj.get("usage") and not obj.get("choices") and not include_usage:
@@ -199,6 +206,50 @@ class Relay:
         finally:
             if m is not None:
                 _observe_many(m.itl, itls)
+
+
+class TokenShape:
+    """The bytes of a stream's plain token events around their text, learned from one parsed event.
+
+    Engines write every token event of a stream alike but for the text (vLLM, llama.cpp, SGLang, OpenAI):
+    `{"id":"c1",...,"delta":{"content":"` TEXT `"},"logprobs":null,"finish_reason":null}]}`. An event that
+    is exactly that prefix and suffix around a non-empty TEXT holding no quote and no backslash is the
+    learned event with other text: a token, no finish, no usage, no error, as parsing would find (which
+    it skips: ~0.2 us instead of ~1 us). Anything else, escapes included, is parsed."""
+
+    __slots__ = ("_prefix", "_short", "_suffix")
+
+    def __init__(self) -> None:
+        self._prefix = self._suffix = b""
+        self._short = 1 << 30  # longer than any event: matches nothing until learned
+
+    def learn(self, payload: bytes, obj: dict[str, Any]) -> None:
+        """From a parsed token event (has text, no finish, no usage); no shape if its text is ambiguous."""
+        choices = obj["choices"]
+        if len(choices) != 1:
+            return
+        c0 = choices[0]
+        delta = c0.get("delta")
+        text = delta.get("content") if isinstance(delta, dict) else c0.get("text")
+        if not isinstance(text, str) or not text:
+            return
+        quoted = orjson.dumps(text)
+        if payload.count(quoted) != 1:  # the text also elsewhere, or escaped otherwise than orjson would
+            return
+        at = payload.index(quoted)
+        self._prefix = payload[: at + 1]
+        self._suffix = payload[at + len(quoted) - 1 :]
+        self._short = len(self._prefix) + len(self._suffix)
+
+    def matches(self, payload: bytes) -> bool:
+        end = len(payload) - len(self._suffix)
+        return (
+            len(payload) > self._short
+            and payload.startswith(self._prefix)
+            and payload.endswith(self._suffix)
+            and payload.find(b'"', len(self._prefix), end) == -1
+            and payload.find(b"\\", len(self._prefix), end) == -1
+        )
 
 
 def _count_tokens(delivery: Delivery, state: BackendState, itls: list[float], tokens: int, now: int) -> None:

@@ -163,7 +163,7 @@ class _Cycle:
             raise
         except BaseException:
             log.exception("internal error in the app serving %s %s", self.scope["method"], self.scope["path"])
-            if self.head is None and not self.complete and not self.disconnected:
+            if (self.head is None or self.head[0] >= 0) and not self.complete and not self.disconnected:
                 conn.write_and_close(
                     _error(500, "server_error", "internal_error", "internal error (see the gateway's log)")
                 )
@@ -247,20 +247,25 @@ class _Cycle:
         """Status line, headers and the first body bytes, framed, as one buffer."""
         assert self.head is not None
         status, headers = self.head
+        # The headers as one block, checked as one: a CR or LF inside a name or value (header injection)
+        # shows as more line ends than headers. The per-header look at framing headers only when the
+        # block mentions one (the gateway's own responses never do).
+        block = b"".join([b"%b: %b\r\n" % (name, value) for name, value in headers])
+        if block.count(b"\n") != len(headers) or block.count(b"\r") != len(headers):
+            raise RuntimeError(f"invalid HTTP header in {[name for name, _ in headers]!r}")
         self.head = (-1, headers)  # out: later bodies are raw (Content-Length) or chunked
-        parts = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status]
+        parts = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status, block]
         length = chunked = False
-        for name, value in headers:
-            if b"\r" in value or b"\n" in value or b"\r" in name or b"\n" in name:
-                raise RuntimeError(f"invalid HTTP header {name!r}")
-            lname = name.lower()
-            if lname == b"content-length":
-                length = True
-            elif lname == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
-            elif lname == b"connection" and b"close" in value.lower():
-                self.keep_alive = False
-            parts += (name, b": ", value, b"\r\n")
+        low = block.lower()
+        if b"content-length:" in low or b"transfer-encoding:" in low or b"connection:" in low:
+            for name, value in headers:
+                lname = name.lower()
+                if lname == b"content-length":
+                    length = True
+                elif lname == b"transfer-encoding":
+                    chunked = b"chunked" in value.lower()
+                elif lname == b"connection" and b"close" in value.lower():
+                    self.keep_alive = False
         if self.more_body:
             # Answered before the request body was read (an early 413, say): close rather than parse
             # the rest of a body nobody wants to find the next request.
