@@ -51,7 +51,7 @@ from _harness import (
     write_results,
 )
 
-from inferline.backends.openai_http import _KEEPALIVE_S as ENGINE_KEEPALIVE_S
+from inferline.backends.openai_http import ENGINE_KEEPALIVE_S
 from inferline.cache.redis import MAX_CONNECTIONS as CACHE_REDIS_MAX_CONNECTIONS
 from inferline.limits.redis import MAX_CONNECTIONS as LIMITS_REDIS_MAX_CONNECTIONS
 

@@ -27,7 +27,7 @@ _LLAMACPP = frozenset({"llamacpp:requests_processing", "llamacpp:requests_deferr
 # Idle connections are dropped before the engine's own keep-alive timeout (uvicorn and llama.cpp's
 # httplib: 5 s), so a request is rarely written into a socket the engine just closed (and when it
 # is, the client resends it once on a fresh connection).
-_KEEPALIVE_S = 4.0
+ENGINE_KEEPALIVE_S = 4.0
 
 # Fields no engine of these kinds accepts from us as-is; vLLM extras pass through to vLLM only.
 _NOT_FOR_REMOTE = frozenset({"priority"})
@@ -134,7 +134,7 @@ class OpenAIHTTPBackend:
                 self._base,
                 connect_timeout_s=self._routing.connect_timeout_s,
                 read_timeout_s=self._routing.first_token_timeout_s,
-                keepalive_s=_KEEPALIVE_S,
+                keepalive_s=ENGINE_KEEPALIVE_S,
                 headers=self._headers,
             )
         return self._pool
