@@ -95,3 +95,12 @@ def test_log_level_debug_adds_the_traceback(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "Traceback" in done.stderr and "StartupError" in done.stderr
     assert len(_error_lines(done.stderr)) == 1
+
+
+def test_the_cli_does_not_load_plotting_at_start() -> None:
+    """Every `inferline serve` worker would carry matplotlib (~30 MB, ~0.3 s) for commands it never runs."""
+    import sys
+
+    code = "import sys, inferline.cli; print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=DEADLINE_S, check=True)
+    assert out.stdout.strip() == "[]"

@@ -16,7 +16,6 @@ from inferline.eval.compare import Comparison, Summary, compare, summarize
 from inferline.eval.dataset import EvalSetError, load_eval_set, shipped_set_path
 from inferline.eval.endpoint import EndpointError, EndpointSpec, parse_endpoint
 from inferline.eval.gate import GateError, Term, parse_gate
-from inferline.eval.plot import write_plot
 from inferline.eval.report import render_markdown, results_json
 from inferline.eval.runner import EndpointResult, load_results, run_eval
 from inferline.eval.stats import BOOTSTRAP_SAMPLES
@@ -230,6 +229,8 @@ def _write(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
+        from inferline.eval.plot import write_plot  # matplotlib: only when a report is written, not at every CLI start
+
         write_plot(summaries, comparisons, tmp / PLOT, name)
         (tmp / REPORT).write_text(render_markdown(name, n_items, summaries, comparisons, gate, PLOT, meta))
         (tmp / RESULTS).write_bytes(
