@@ -196,3 +196,37 @@ def test_observe_many_fills_the_histogram_as_observe_does() -> None:
     _observe_many(many, values)
     texts = [[ln for ln in generate_latest(r).decode().splitlines() if "_created" not in ln] for r in regs]
     assert texts[0] == texts[1]
+
+
+def _token(text: bytes, tail: bytes = b'"x":1') -> bytes:
+    return b'{"choices":[{"index":0,"delta":{"content":"%s"},"finish_reason":null}],%s}' % (text, tail)
+
+
+ROLE = b'{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}'
+STOP = b'{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}'
+
+
+@pytest.mark.parametrize(
+    ("learned_from", "odd"),
+    [
+        # The text escaped otherwise than orjson would (\u0078 for x) and the same text once as a key: the
+        # bytes around that key are not the token's, so an `error` in its place must still be seen.
+        (_token(b"\\u0078"), _token(b"\\u0078", b'"error":1')),
+        (_token(b"a"), _token(b"a\tb")),  # a raw control byte in the text: not JSON, so not a token
+        (_token(b"a"), _token(b"a\xffb")),  # not UTF-8
+    ],
+)
+def test_an_event_that_only_looks_like_a_token_ends_the_stream(learned_from: bytes, odd: bytes) -> None:
+    events = [ROLE, _token(b"a"), learned_from, learned_from, odd, learned_from, STOP, b"[DONE]"]
+    raised: list[BaseException] = []
+    body, delivery, _, _ = _relay([events[:2], events[2:4], events[4:]], False, raised)
+    assert len(raised) == 1 and isinstance(raised[0], StreamInterrupted), raised
+    assert b"[DONE]" not in body and not delivery.complete
+    assert delivery.content_chunks == 3  # the three tokens before it
+
+
+def test_non_ascii_tokens_are_parsed_and_counted() -> None:
+    events = [ROLE, *(_token("é{i}".replace("{i}", str(i)).encode()) for i in range(5)), STOP, b"[DONE]"]
+    body, delivery, _, _ = _relay([events[:3], events[3:]], False)
+    assert delivery.complete and delivery.content_chunks == 5
+    assert body == b"".join(b"data: " + e + b"\n\n" for e in events)
