@@ -251,14 +251,21 @@ class Stack:
         p.url = urls[0]
         return p, urls
 
-    def gateway(self, name: str, cfg: dict[str, Any], timeout_s: float = 90.0, args: Sequence[str] = ()) -> Proc:
+    def gateway(
+        self,
+        name: str,
+        cfg: dict[str, Any],
+        timeout_s: float = 90.0,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> Proc:
         """`inferline serve` with this config (YAML in the log folder) on a free port; waits for /ready."""
         import yaml
 
         port = free_port()
         path = self.logdir / f"{name}.yaml"
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        p = self.start(name, [INFERLINE, "serve", "--config", str(path), "--port", str(port), *args])
+        p = self.start(name, [INFERLINE, "serve", "--config", str(path), "--port", str(port), *args], env=env)
         p.url = f"http://127.0.0.1:{port}"
         return self.wait_http(p, p.url + "/ready", timeout_s)
 

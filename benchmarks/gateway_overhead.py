@@ -7,7 +7,9 @@ role, finish and usage chunks and [DONE]) and, in front of it,
 
   direct        - the load goes to the sim itself;
   inferline     - `inferline serve`, one `kind: vllm` backend, default settings (least_loaded, admission,
-                  one JSON log line per request at level info), one process;
+                  one JSON log line per request at level info), one process; its hot path compiled
+                  (`make compile`, src/inferline/hot_path.py);
+  inferline pure - the same code with INFERLINE_PURE_PYTHON=1: the hot path as pure Python;
   inferline x2  - the same with `--workers 2` (SO_REUSEPORT);
   vllm-router   - vLLM's Rust router (PyPI `vllm-router`, own venv), `--policy round_robin`;
   litellm       - only with --litellm: LiteLLM proxy (PyPI `litellm[proxy]`), 2 workers under gunicorn.
@@ -131,9 +133,15 @@ def start_targets(stack: h.Stack, sim: h.Proc, args: argparse.Namespace, data: d
     backends = [{"name": "sim0", "kind": "vllm", "url": sim.url, "max_num_seqs": 4096}]
     gw = stack.gateway("inferline", h.gateway_config(backends))
     targets.append(Target("inferline", gw.url, gw))
+    pure = stack.gateway("inferline pure", h.gateway_config(backends), env={"INFERLINE_PURE_PYTHON": "1"})
+    targets.append(Target("inferline pure", pure.url, pure, note="INFERLINE_PURE_PYTHON=1"))
     gw2 = stack.gateway("inferline x2", h.gateway_config(backends), args=("--workers", "2"))
     targets.append(Target("inferline x2", gw2.url, gw2, workers=2, note="--workers 2"))
     data["startup_s"] = {"sim": sim.started_s, "inferline": gw.started_s, "inferline x2": gw2.started_s}
+    # What each gateway runs, from its own start-up line: the compiled hot path or pure Python (and why).
+    data["hot_path"] = {p.name: _hot_path_logged(p) for p in (gw, pure, gw2)}
+    if data["hot_path"]["inferline"] != "compiled":
+        h.console.print(f"[yellow]inferline runs its hot path as {data['hot_path']['inferline']}: `make compile`[/]")
 
     router = h.peer_venv("vllm-router", "vllm-router", "vllm-router", "vllm-router", peers_mode)
     data["peer_versions"]["vllm-router"] = router.version
@@ -163,6 +171,11 @@ def start_targets(stack: h.Stack, sim: h.Proc, args: argparse.Namespace, data: d
             stack.stop(lite_proc)
             data["failed"]["litellm"] = f"did not start: {exc}"[:2000]
     return targets
+
+
+def _hot_path_logged(p: h.Proc) -> str:
+    found = re.search(r"hot path: (.*)\)$", p.log.read_text(errors="replace"), re.MULTILINE)
+    return found.group(1) if found else "unknown (no start-up line)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -551,6 +564,15 @@ def render(data: dict[str, Any], targets: list[Target], rates: list[float]) -> s
         "sim and proxies share the machine's cores.\n\n"
     )
     md += "## The table\n\n" + h.md_table(cols, rows) + "\n" + caption + ".\n\n"
+    hot = data.get("hot_path", {})
+    compiled, pure = sat.get("inferline", {}), sat.get("inferline pure", {})
+    if compiled.get("cpu_ms_per_request") and pure.get("cpu_ms_per_request"):
+        md += (
+            f"Hot path (each gateway's start-up line): inferline {hot.get('inferline')}, inferline x2 "
+            f"{hot.get('inferline x2')}, inferline pure {hot.get('inferline pure')}. Compiled vs pure Python, "
+            f"same code, same run: CPU per request x{compiled['cpu_ms_per_request'] / pure['cpu_ms_per_request']:.2f}"
+            f", saturation x{compiled['rps'] / pure['rps']:.2f}.\n\n"
+        )
     md += "## 1 vs 2 workers\n\n" + h.md_table(wcols, wrows) + "\n" + wcap + ".\n\n"
     md += "## Every path at saturation\n\n"
     scols = ["path", "req/s per round", "proxy cores", "sim CPU ms/req", "generator CPU ms/req", "errors", "load 1m"]

@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 
 import orjson
+from mypy_extensions import mypyc_attr
 
 from inferline.backends.base import BackendConnectError, EngineLoad
 from inferline.backends.prom_text import info_labels, sum_by_name
@@ -98,6 +99,8 @@ class _EventBatches:
         raise StopAsyncIteration
 
 
+# The embedded engine (llamacpp.py, not compiled) subclasses it.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class OpenAIHTTPBackend:
     """Any OpenAI-compatible engine reachable over HTTP."""
 

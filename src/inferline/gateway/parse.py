@@ -128,8 +128,8 @@ def parse_request(raw: bytes, kind: str) -> ParsedRequest:
         raise InvalidRequest(f"request body must be a JSON object; got {type(body).__name__}")
     try:
         req: Any = _SCHEMAS[kind].model_validate(body)
-    except ValidationError as exc:
-        raise _first_error(exc) from None
+    except ValidationError as invalid:  # not `exc`: mypyc gives a name one type per function
+        raise _first_error(invalid) from None
     max_tokens = req.max_tokens
     param = "max_tokens"
     if kind == "chat" and req.max_completion_tokens is not None:

@@ -193,9 +193,9 @@ class Pipeline:
                 last = exc.error
                 if exc.count_failure:
                     self.route.failed(decision, target, last.message)
-            except GatewayError as exc:
-                if exc.outcome is Outcome.STREAM_INTERRUPTED:
-                    self.route.failed(decision, target, exc.message)
+            except GatewayError as error:  # not `exc`: mypyc gives a name one type per function
+                if error.outcome is Outcome.STREAM_INTERRUPTED:
+                    self.route.failed(decision, target, error.message)
                 raise
             finally:
                 del target.state.in_flight_requests[id(tracked)]

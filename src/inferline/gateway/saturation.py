@@ -62,7 +62,7 @@ def has_room(
             unseen_prompts = state.unstarted_prompt_tokens + state.started_prompt_tokens_since_poll
             need = kv_ratio * capacity + unseen_prompts + pending_output + kv_tokens
         else:
-            need = state.reserved_kv_tokens + kv_tokens
+            need = float(state.reserved_kv_tokens + kv_tokens)
         if need > kv_budget * capacity:
             return False
     since_poll = state.dispatched_since_poll - state.completed_since_poll

@@ -14,6 +14,7 @@ import socket
 import sys
 from collections.abc import Callable
 
+from inferline import hot_path
 from inferline.config import InferlineConfig
 from inferline.logs import configure_logging
 from inferline.net.server import HttpServer, Limits, bind_socket
@@ -175,7 +176,14 @@ async def _serve(
     snapshots = loop.create_task(share.run()) if share is not None else None
     host, port = config.server.host, sock.getsockname()[1]
     models = ", ".join(m.name for m in config.models)
-    log.info("serving %s on http://%s:%d/v1%s (metrics on /metrics, readiness on /ready)", models, host, port, who)
+    log.info(
+        "serving %s on http://%s:%d/v1%s (metrics on /metrics, readiness on /ready; hot path: %s)",
+        models,
+        host,
+        port,
+        who,
+        hot_path.mode,
+    )
     if on_ready is not None:
         on_ready()
     elif workers == 1:

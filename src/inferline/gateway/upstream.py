@@ -84,8 +84,8 @@ class Upstream:
                 resp = await backend.post(parsed.path, upstream_body(parsed, backend.upstream_model, max_tokens))
         except BackendConnectError as exc:
             raise Retryable(BackendUnavailable(f"backend {backend.name} unreachable: {exc}", retry_after_s=2)) from None
-        except TimeoutError as exc:
-            raise Retryable(UpstreamTimeout(f"backend {backend.name}: {exc}")) from None
+        except TimeoutError as timeout:  # its own name: mypyc gives a name one type per function
+            raise Retryable(UpstreamTimeout(f"backend {backend.name}: {timeout}")) from None
         if resp.status != 200:
             raise await _engine_error(resp, backend.name)
         return resp

@@ -12,6 +12,8 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
+from mypy_extensions import mypyc_attr
+
 from .base import (
     CONCURRENCY_RETRY_S,
     WINDOW_MS,
@@ -40,6 +42,8 @@ class _KeyState:
     months: dict[int, int] = field(default_factory=dict)  # yyyymm -> tokens charged
 
 
+# Subclassed by tests (a store that fails on demand), which are not compiled.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class MemoryLimitStore:
     """One process's limit state: sliding 60 s logs, concurrency leases, UTC day and month counters."""
 
