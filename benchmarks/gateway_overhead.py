@@ -432,9 +432,13 @@ def profile_gateway(gw: Target, procs: list[h.Proc], data: dict[str, Any]) -> No
     svg = h.RESULTS / "profile_gateway.svg"
     out: dict[str, Any] = {"rate": 500.0, "seconds": 10}
     pid = ["--pid", str(gw.proc.pid)]
+    # Compiled modules are C to py-spy: only --native names them (and it pauses the process per sample).
+    compiled = data.get("hot_path", {}).get(gw.name) == "compiled"
+    how = ["--native"] if compiled else ["--nonblocking"]
+    out["native"] = compiled
     for fmt, path in (("raw", raw), ("flamegraph", svg)):
         p = subprocess.Popen(
-            [str(spy), "record", "--nonblocking", "-r", "250", "-d", "10", "-f", fmt, "-o", str(path), *pid],
+            [str(spy), "record", *how, "-r", "250", "-d", "10", "-f", fmt, "-o", str(path), *pid],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
@@ -462,6 +466,7 @@ def profile_gateway(gw: Target, procs: list[h.Proc], data: dict[str, Any]) -> No
 
 
 _ENTRY = re.compile(r"inferline/(cli\.py|gateway/server\.py)")  # the process's entry frames: always 100%
+_LINE = re.compile(r":\d+\)$")
 
 
 def summarize_profile(text: str, top: int = 25) -> dict[str, Any]:
@@ -476,13 +481,17 @@ def summarize_profile(text: str, top: int = 25) -> dict[str, Any]:
             continue
         n = int(n_s)
         total += n
-        frames = stack.split(";")
+        frames = [_LINE.sub(")", f) for f in stack.split(";")]  # per function, not per line
         for f in set(frames):
             incl[f] = incl.get(f, 0) + n
         own[frames[-1]] = own.get(frames[-1], 0) + n
 
     def share(d: dict[str, int], only_ours: bool = False) -> list[list[Any]]:
-        items = [(k, v) for k, v in d.items() if not only_ours or ("inferline/" in k and not _ENTRY.search(k))]
+        items = [
+            (k, v)
+            for k, v in d.items()
+            if not only_ours or (("inferline/" in k or "__native_inferline" in k) and not _ENTRY.search(k))
+        ]
         items.sort(key=lambda kv: -kv[1])
         return [[k, round(100 * v / total, 1)] for k, v in items[:top]]
 
@@ -491,6 +500,8 @@ def summarize_profile(text: str, top: int = 25) -> dict[str, Any]:
 
 def profile_text(p: dict[str, Any]) -> str:
     lines = [f"py-spy of the inferline gateway, {p['seconds']} s at {p['rate']:g} req/s, {p.get('samples')} samples"]
+    if p.get("native"):
+        lines += ["(--native: the compiled hot path shows as its C functions, CPyDef_<module>___<function>)"]
     lines += ["", "self time (% of samples, where the CPU was when sampled):"]
     lines += [f"  {v:5.1f}%  {k}" for k, v in p.get("self_top", [])]
     lines += ["", "inclusive time of inferline's own frames:"]

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from inferline.config import Balancer, RoutingConfig
 from inferline.errors import BackendUnavailable, ModelNotFound
@@ -66,14 +65,20 @@ def build_picker(routing: RoutingConfig, metrics: GatewayMetrics) -> Picker:
     return PICKERS[routing.balancer](routing, metrics)
 
 
-@dataclass(slots=True, frozen=True)
 class Decision:
-    """Where a request goes: the model whose engines take it, the models to try after it, its canary variant."""
+    """Where a request goes: the model whose engines take it, the models to try after it, its canary variant.
+    (A written-out `__init__`, not a dataclass: compiled, it is C; see gateway/values.py.)"""
 
-    requested: str
-    model: str
-    chain: tuple[str, ...]  # model first, then what a failure before the first token may move to
-    variant: str | None  # "baseline" / "candidate" when the requested model has a canary
+    __slots__ = ("chain", "model", "requested", "variant")
+
+    def __init__(self, requested: str, model: str, chain: tuple[str, ...], variant: str | None) -> None:
+        self.requested: Final = requested
+        self.model: Final = model
+        self.chain: Final = chain  # model first, then what a failure before the first token may move to
+        self.variant: Final = variant  # "baseline" / "candidate" when the requested model has a canary
+
+    def __repr__(self) -> str:
+        return f"Decision({self.requested!r} -> {self.model!r}, chain={self.chain}, variant={self.variant!r})"
 
 
 class Router:
