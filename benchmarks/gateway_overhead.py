@@ -173,9 +173,14 @@ def start_targets(stack: h.Stack, sim: h.Proc, args: argparse.Namespace, data: d
     return targets
 
 
-def _hot_path_logged(p: h.Proc) -> str:
-    found = re.search(r"hot path: (.*)\)$", p.log.read_text(errors="replace"), re.MULTILINE)
-    return found.group(1) if found else "unknown (no start-up line)"
+def _hot_path_logged(p: h.Proc, wait_s: float = 5.0) -> str:
+    # A worker may answer /ready before its start-up line is out: log lines are written in batches.
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = re.search(r"hot path: (.*)\)$", p.log.read_text(errors="replace"), re.MULTILINE)
+        if found or time.monotonic() > deadline:
+            return found.group(1) if found else "unknown (no start-up line)"
+        time.sleep(0.1)
 
 
 # --------------------------------------------------------------------------------------------
