@@ -4,6 +4,7 @@ free of the one Python pattern mypyc was found to miscompile here."""
 from __future__ import annotations
 
 import ast
+import importlib.machinery
 import json
 import os
 import subprocess
@@ -48,14 +49,37 @@ def test_a_missing_or_stale_build_is_not_used(tmp_path: Path, monkeypatch: pytes
     manifest = tmp_path / ".hot_path.json"
     monkeypatch.setattr(hot_path, "MANIFEST", manifest)
     assert hot_path.why_not_compiled() == "not compiled (`make compile` builds it in a source checkout)"
-    stale = hot_path.source_hashes()
-    stale["inferline.gateway.relay"] = "0" * 64  # relay.py edited since the build
-    manifest.write_text(json.dumps({"python": sys.version, "modules": stale}))
-    assert hot_path.why_not_compiled() == "the compiled build is older than its sources (run `make compile`)"
-    manifest.write_text(json.dumps({"python": "3.10.0", "modules": hot_path.source_hashes()}))
+    for edited in ("inferline/gateway/relay.py", "inferline/config.py"):  # hot, and a module hot ones import
+        stale = hot_path.source_hashes()
+        stale[edited] = "0" * 64  # edited since the build
+        manifest.write_text(json.dumps({"python": sys.version, "sources": stale}))
+        assert hot_path.why_not_compiled() == "the compiled build is older than its sources (run `make compile`)"
+    manifest.write_text(json.dumps({"python": "3.10.0", "sources": hot_path.source_hashes()}))
     assert "older than its sources" in str(hot_path.why_not_compiled())
-    manifest.write_text("{not json")
-    assert "unreadable build manifest" in str(hot_path.why_not_compiled())
+    for bad in ("{not json", "null"):
+        manifest.write_text(bad)
+        assert "unreadable build manifest" in str(hot_path.why_not_compiled())
+
+
+def test_an_extension_beside_a_module_off_the_list_is_never_loaded(tmp_path: Path) -> None:
+    """A build's leftover for a module no longer compiled (or one whose build failed) would shadow the
+    module's .py: every inferline module off the list comes from its source, in either mode."""
+    src = tmp_path / "src"
+    pkg = src / "inferline"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("from inferline import hot_path\nhot_path.choose()\n")
+    (pkg / "hot_path.py").write_bytes(Path(hot_path.__file__).read_bytes())
+    (pkg / "plain.py").write_text("WHERE = 'source'\n")
+    (pkg / ("plain" + importlib.machinery.EXTENSION_SUFFIXES[0])).write_bytes(b"not an extension")
+    done = subprocess.run(
+        [sys.executable, "-c", "import inferline.plain as p; print(p.WHERE)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(src)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "source"
 
 
 def test_no_hot_function_binds_one_except_name_to_two_types() -> None:

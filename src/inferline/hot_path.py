@@ -2,10 +2,12 @@
 
 The modules a streamed request runs through are compiled to C extensions next to their sources: one gateway
 process then spends ~25% less CPU per request (benchmarks/gateway_overhead.py). The compiled build is used
-only while it matches its sources byte for byte (a manifest of their hashes, written by the build); a
-missing, partial or stale build, or INFERLINE_PURE_PYTHON=1, runs every hot module from its `.py` instead.
-All or nothing, because compiled modules call each other directly in C: one module from source among
-compiled ones would still be served its old code by the others.
+only while the package's sources are byte for byte the ones it was built from (a manifest of every
+`inferline/**/*.py` hash, written by the build: compiled code also bakes in the types of the modules it
+imports); a missing, partial or stale build, or INFERLINE_PURE_PYTHON=1, runs every hot module from its
+`.py` instead. All or nothing, because compiled modules call each other directly in C: one module from
+source among compiled ones would still be served its old code by the others. An extension beside a module
+that is not (or no longer) in the list is never loaded: those always come from their `.py`.
 
 This module must stay pure Python and import nothing from inferline: `inferline/__init__.py` runs
 `choose()` before any hot module is imported.
@@ -56,6 +58,7 @@ HOT_MODULES: tuple[str, ...] = (
 SRC = Path(__file__).resolve().parent.parent  # the directory holding the `inferline` package
 MANIFEST = SRC / "inferline" / ".hot_path.json"
 PURE_ENV = "INFERLINE_PURE_PYTHON"
+GROUP = "inferline_hot_path"  # mypyc's shared library of the compiled modules: SRC/GROUP__mypyc.<suffix>
 
 # "compiled" or "pure Python (why)"; set by choose(), logged by the gateway at start.
 mode = "pure Python (not chosen yet)"
@@ -74,8 +77,16 @@ def extension_path(module: str) -> Path:
     return base.with_name(base.name + importlib.machinery.EXTENSION_SUFFIXES[0])
 
 
-def source_hashes(modules: Sequence[str] = HOT_MODULES) -> dict[str, str]:
-    return {m: hashlib.sha256(source_path(m).read_bytes()).hexdigest() for m in modules}
+def group_library() -> Path:
+    return SRC / (GROUP + "__mypyc" + importlib.machinery.EXTENSION_SUFFIXES[0])
+
+
+def source_hashes() -> dict[str, str]:
+    """Every source file of the package by path (~10 ms): what a build was made from."""
+    return {
+        path.relative_to(SRC).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted((SRC / "inferline").rglob("*.py"))
+    }
 
 
 def why_not_compiled() -> str | None:
@@ -88,23 +99,31 @@ def why_not_compiled() -> str | None:
         return "not compiled (`make compile` builds it in a source checkout)"
     except (OSError, ValueError) as exc:
         return f"unreadable build manifest {MANIFEST}: {exc}"
-    if built.get("python") != sys.version or built.get("modules") != source_hashes():
+    if not isinstance(built, dict):
+        return f"unreadable build manifest {MANIFEST}: not a JSON object"
+    if built.get("python") != sys.version or built.get("sources") != source_hashes():
         return "the compiled build is older than its sources (run `make compile`)"
-    missing = [m for m in HOT_MODULES if not extension_path(m).exists()]
+    missing = [str(p) for p in [*map(extension_path, HOT_MODULES), group_library()] if not p.exists()]
     if missing:
-        return f"compiled build incomplete: {missing[0]} has no extension"
+        return f"compiled build incomplete: {missing[0]} is missing"
     return None
 
 
 class _FromSource(importlib.abc.MetaPathFinder):
-    """Imports the hot modules from their `.py` files, ahead of the extensions beside them."""
+    """Imports inferline's modules from their `.py` files, ahead of any extension beside them; in compiled
+    mode the hot modules are left to the normal import (their extensions)."""
+
+    def __init__(self, compiled: bool) -> None:
+        self.compiled = compiled
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in _HOT:
+        if not fullname.startswith("inferline.") or (self.compiled and fullname in _HOT):
             return None
         src = source_path(fullname)
+        if not src.exists():
+            return None
         search = [str(src.parent)] if src.name == "__init__.py" else None
         return importlib.util.spec_from_file_location(fullname, src, submodule_search_locations=search)
 
@@ -116,10 +135,7 @@ def choose() -> str:
     """Decide once per process, before any hot module is imported; returns (and sets) `mode`."""
     global mode
     reason = why_not_compiled()
-    if reason is None:
-        mode = "compiled"
-    else:
-        mode = f"pure Python ({reason})"
-        if not any(isinstance(f, _FromSource) for f in sys.meta_path):
-            sys.meta_path.insert(0, _FromSource())
+    mode = "compiled" if reason is None else f"pure Python ({reason})"
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _FromSource)]
+    sys.meta_path.insert(0, _FromSource(compiled=reason is None))
     return mode
