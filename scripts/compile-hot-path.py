@@ -13,7 +13,6 @@ inferline, after checking that its sources are the ones compiled: that is how th
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.machinery
 import json
 import os
@@ -102,11 +101,7 @@ def main() -> int:
 
 def install_into(site: Path, wanted: dict[str, object]) -> int:
     """Copy the extensions, the group library and the manifest beside an installed inferline's sources."""
-    installed = {
-        p.relative_to(site).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted((site / "inferline").rglob("*.py"))
-    }
-    if installed != wanted["sources"]:
+    if hot_path.source_hashes(site) != wanted["sources"]:
         print(f"hot path: the inferline in {site} is not the source that was compiled; not installed", file=sys.stderr)
         return 1
     files = [*map(hot_path.extension_path, hot_path.HOT_MODULES), hot_path.group_library(), hot_path.MANIFEST]

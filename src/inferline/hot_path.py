@@ -81,11 +81,12 @@ def group_library() -> Path:
     return SRC / (GROUP + "__mypyc" + importlib.machinery.EXTENSION_SUFFIXES[0])
 
 
-def source_hashes() -> dict[str, str]:
-    """Every source file of the package by path (~10 ms): what a build was made from."""
+def source_hashes(root: Path = SRC) -> dict[str, str]:
+    """Every source file of the `inferline` package under `root`, by path (~10 ms): what a build was made
+    from (root: another installed copy, for the build script's --install-into check)."""
     return {
-        path.relative_to(SRC).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted((SRC / "inferline").rglob("*.py"))
+        path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted((root / "inferline").rglob("*.py"))
     }
 
 
